@@ -1,0 +1,5 @@
+import sys
+
+from transferlearn.cli import main
+
+sys.exit(main())

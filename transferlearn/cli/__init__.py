@@ -1,0 +1,41 @@
+"""The `transferlearn` command. Each subcommand lives in its own module of this package and
+exposes `add_parser(subparsers)`; the subcommand's handler calls the library, never the reverse."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module name -> its subcommands are registered by that module's add_parser()
+COMMAND_MODULES = ["train", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from transferlearn import __version__
+
+    p = argparse.ArgumentParser(prog="transferlearn",
+                                description="Train image classifiers by transfer learning: "
+                                            "last-layer, all-layers or from scratch, and compare them.")
+    p.add_argument("--version", action="version", version=f"transferlearn {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"transferlearn.cli.{name}").add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from transferlearn.data import DatasetError
+    from transferlearn.models import WeightsError
+    try:
+        return args.func(args) or 0
+    except (DatasetError, WeightsError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; last.pt in the run folder holds the last finished epoch", file=sys.stderr)
+        return 130

@@ -1,0 +1,84 @@
+"""`transferlearn train` and `transferlearn compare`."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from transferlearn.models import list_archs
+from transferlearn.modes import DEFAULTS, MODES
+
+_DEFAULTS_HELP = "; ".join(f"{m}: {d.optimizer} lr={d.lr:g} wd={d.weight_decay:g} {d.scheduler}"
+                           for m, d in DEFAULTS.items())
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="folder with train/<class>/ and val/<class>/ (val/ optional)")
+    g.add_argument("--val-split", type=float, default=0.2,
+                   help="fraction of train/ held out (stratified, seeded) when there is no val/ folder")
+    g.add_argument("--img-size", type=int, default=224)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--workers", default="auto", help="data loader processes (auto: one per CPU core, max 8)")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", default="resnet18", choices=list_archs())
+    g.add_argument("--weights", default=None,
+                   help="imagenet | none | PATH (a state_dict or transferlearn checkpoint); default by mode")
+    g.add_argument("--init", default="kaiming", choices=["kaiming", "xavier", "default"],
+                   help="weight init for --mode scratch")
+    g = p.add_argument_group("optimisation", f"defaults by mode: {_DEFAULTS_HELP}")
+    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--momentum", type=float, default=0.9, help="for sgd")
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--scheduler", choices=["step", "cosine", "none"], default=None)
+    g.add_argument("--step-size", type=int, default=7, help="epochs between lr drops (step scheduler)")
+    g.add_argument("--gamma", type=float, default=0.1, help="lr factor per drop (step scheduler)")
+    g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"], default="off",
+                   help="mixed precision: bf16 autocast (CPU with AVX-512/AMX, or CUDA), fp16 (CUDA)")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--eval-interval", type=int, default=1, help="validate every N epochs")
+    g.add_argument("--eval-start-epoch", type=int, default=1, help="first epoch to validate")
+    g.add_argument("--project", default="runs", help="parent folder of run folders")
+    g.add_argument("--name", default=None, help="run folder name (auto-numbered if it exists)")
+    g.add_argument("--exist-ok", action="store_true", help="reuse runs/NAME instead of numbering a new one")
+    g.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
+
+
+def config_from_args(args: argparse.Namespace):
+    from transferlearn.trainer import TrainConfig
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _train(args) -> int:
+    from transferlearn.trainer import train
+    train(config_from_args(args))
+    return 0
+
+
+def _compare(args) -> int:
+    from transferlearn.trainer import compare
+    compare(config_from_args(args), modes=args.modes)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one model in one mode",
+                       description="Train a classifier on an image folder. Modes: last-layer (frozen ImageNet "
+                                   "backbone, new head only), all-layers (fine-tune everything), scratch "
+                                   "(random init).")
+    p.add_argument("--mode", choices=MODES, default="last-layer")
+    p.add_argument("--output", default=None, help="also copy the best checkpoint to exactly this path")
+    add_training_args(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("compare", help="train all three modes and compare them",
+                       description="Train last-layer, all-layers and scratch with the same data, epochs and seed; "
+                                   "writes comparison.csv and comparison.png.")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    add_training_args(p)
+    p.set_defaults(func=_compare, name=None)

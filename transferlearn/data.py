@@ -1,0 +1,183 @@
+"""Image folders to datasets and loaders: discovery, validation, splitting, transforms.
+
+Layout: DIR/train/<class>/*, DIR/val/<class>/* (optional DIR/test/<class>/*). Without val/,
+a stratified, seeded split of train/ is made in memory; the user's files are never touched.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision import transforms as T
+
+from .files import IMAGE_EXTENSIONS, list_class_dirs, list_images, load_rgb
+
+VAL_NAMES = ("val", "valid", "validation")
+
+
+class DatasetError(ValueError):
+    """The data folder is not usable as given; the message names the path and the fix."""
+
+
+@dataclass
+class Splits:
+    classes: list[str]
+    train: list[tuple[str, int]]
+    val: list[tuple[str, int]]
+    test: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self, split: str) -> list[int]:
+        c = [0] * len(self.classes)
+        for _, y in getattr(self, split):
+            c[y] += 1
+        return c
+
+
+def _scan(folder: Path, classes: list[str] | None, what: str) -> tuple[list[str], list[tuple[str, int]]]:
+    found = list_class_dirs(folder)
+    if not found:
+        raise DatasetError(f"{folder} has no class folders. Expected {folder}/<class name>/<images>; "
+                           f"see `transferlearn data split` to build this layout.")
+    if classes is None:
+        classes = found
+    else:
+        unknown = [c for c in found if c not in classes]
+        if unknown:
+            raise DatasetError(f"{what} class folder(s) {', '.join(repr(str(folder / u)) for u in unknown)} "
+                               f"are not classes in train/ ({', '.join(classes)}). "
+                               f"Rename them to a train class, add them to train/, or remove them from {what}/.")
+    index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for c in found:
+        imgs = list_images(folder / c)
+        if not imgs:
+            raise DatasetError(f"class folder {folder / c} has no images (looked for {' '.join(IMAGE_EXTENSIONS)}). "
+                               f"Add images or remove the folder.")
+        samples.extend((p, index[c]) for p in imgs)
+    return classes, samples
+
+
+def stratified_split(samples: list[tuple[str, int]], fraction: float, seed: int):
+    """Split (path, label) pairs per class; same seed and files give the same split on any machine."""
+    by_class: dict[int, list[str]] = {}
+    for p, y in samples:
+        by_class.setdefault(y, []).append(p)
+    train, val = [], []
+    for y in sorted(by_class):
+        paths = sorted(by_class[y])
+        random.Random(f"{seed}-{y}").shuffle(paths)
+        k = round(len(paths) * fraction)
+        if len(paths) >= 2:
+            k = min(max(k, 1), len(paths) - 1)
+        else:
+            k = 0
+        val += [(p, y) for p in paths[:k]]
+        train += [(p, y) for p in paths[k:]]
+    return train, val
+
+
+def find_splits(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0) -> Splits:
+    """Discover classes and samples under `root`, validating the layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"data folder {root} does not exist")
+    train_dir = root / "train"
+    notes = []
+    if not train_dir.is_dir():
+        train_dir = root  # a plain folder of class folders
+        notes.append(f"{root} has no train/ folder: using its class folders as the training set")
+    classes, train = _scan(train_dir, None, "train")
+    val_dir = next((root / v for v in VAL_NAMES if (root / v).is_dir() and train_dir != root), None)
+    if val_dir is not None:
+        _, val = _scan(val_dir, classes, val_dir.name)
+        counts = [0] * len(classes)
+        for _, y in val:
+            counts[y] += 1
+        missing = [c for c, n in zip(classes, counts) if n == 0]
+        if missing:
+            notes.append(f"warning: no validation images for class(es) {', '.join(missing)} in {val_dir}")
+    else:
+        if not val_split or val_split <= 0 or val_split >= 1:
+            raise DatasetError(f"{root} has no val/ folder; pass --val-split 0.2 to hold out 20% of train/ "
+                               f"(a stratified, seeded split; no files are moved)")
+        train, val = stratified_split(train, val_split, seed)
+        notes.append(f"no val/ folder in {root}: holding out {val_split:.0%} of each class (seed {seed}), "
+                     f"files untouched")
+    test = []
+    if (root / "test").is_dir() and train_dir != root:
+        _, test = _scan(root / "test", classes, "test")
+    return Splits(classes=classes, train=train, val=val, test=test, notes=notes)
+
+
+# ---------------------------------------------------------------- transforms
+
+def preprocess_config(img_size: int, mean, std) -> dict:
+    """Everything inference needs to reproduce eval preprocessing; stored in every checkpoint."""
+    return {"img_size": int(img_size), "resize": int(round(img_size * 256 / 224)), "mean": list(mean),
+            "std": list(std), "interpolation": "bilinear", "crop": "center"}
+
+
+def eval_transform(pre: dict):
+    return T.Compose([T.Resize(pre["resize"], interpolation=T.InterpolationMode.BILINEAR),
+                      T.CenterCrop(pre["img_size"]), T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])
+
+
+def train_transform(pre: dict):
+    return T.Compose([T.RandomResizedCrop(pre["img_size"], interpolation=T.InterpolationMode.BILINEAR),
+                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])
+
+
+# ---------------------------------------------------------------- dataset and loader
+
+class ImageDataset(Dataset):
+    """(path, label) pairs decoded to RGB; an unreadable file yields None and is reported once."""
+
+    def __init__(self, samples, transform):
+        self.samples = list(samples)
+        self.transform = transform
+        self._reported: set[str] = set()
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, y = self.samples[i]
+        try:
+            img = load_rgb(path)
+        except Exception as e:  # corrupt, truncated, not an image: skip, never crash an epoch
+            if path not in self._reported:
+                self._reported.add(path)
+                print(f"\nskipping unreadable image {path}: {type(e).__name__}: {e}. "
+                      f"Run `transferlearn data check` to find and quarantine such files.", file=sys.stderr)
+            return None
+        return self.transform(img), y
+
+
+def collate_skip_none(batch):
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    return default_collate(batch)
+
+
+def resolve_workers(workers) -> int:
+    if workers in (None, "auto"):
+        return min(os.cpu_count() or 1, 8)
+    return int(workers)
+
+
+def make_loader(samples, transform, batch_size: int, shuffle: bool, workers, seed: int = 0,
+                drop_last: bool = False, sampler=None) -> DataLoader:
+    n = resolve_workers(workers)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(ImageDataset(samples, transform), batch_size=batch_size,
+                      shuffle=shuffle if sampler is None else False, sampler=sampler,
+                      num_workers=n, persistent_workers=n > 0, collate_fn=collate_skip_none,
+                      generator=g, drop_last=drop_last, pin_memory=torch.cuda.is_available())

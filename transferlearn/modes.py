@@ -1,0 +1,61 @@
+"""The three ways to train, defined here and nowhere else.
+
+- last-layer: ImageNet backbone frozen (no gradients, BatchNorm/Dropout in eval mode so running
+  statistics never move); only the new head is given to the optimiser.
+- all-layers: ImageNet backbone and new head, everything trained (fine-tuning).
+- scratch: no pretrained weights, random init (`--init`), everything trained.
+
+Per-mode defaults are what a practitioner would pick for a small dataset: a frozen backbone
+tolerates a high learning rate on the head, fine-tuning needs a small one so the pretrained
+features are not destroyed, and from scratch needs a larger one plus more regularisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+MODES = ("last-layer", "all-layers", "scratch")
+
+
+@dataclass(frozen=True)
+class ModeDefaults:
+    weights: str
+    optimizer: str
+    lr: float
+    weight_decay: float
+    scheduler: str
+
+
+DEFAULTS = {
+    "last-layer": ModeDefaults(weights="imagenet", optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"),
+    "all-layers": ModeDefaults(weights="imagenet", optimizer="adamw", lr=1e-4, weight_decay=1e-4, scheduler="cosine"),
+    "scratch": ModeDefaults(weights="none", optimizer="adamw", lr=1e-3, weight_decay=5e-4, scheduler="cosine"),
+}
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    return mode
+
+
+def backbone_frozen(mode: str) -> bool:
+    return check_mode(mode) == "last-layer"
+
+
+def apply_mode(model: nn.Module, mode: str) -> list[nn.Parameter]:
+    """Set requires_grad for `mode` and return the parameters the optimiser should see."""
+    frozen = backbone_frozen(mode)
+    for p in model.backbone.parameters():
+        p.requires_grad_(not frozen)
+    for p in model.head.parameters():
+        p.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def set_train(model: nn.Module, mode: str) -> None:
+    """model.train() for the training phase, except that a frozen backbone stays in eval mode."""
+    model.train()
+    if backbone_frozen(mode):
+        model.backbone.eval()
