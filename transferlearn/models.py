@@ -1,6 +1,6 @@
 """Architectures, their ImageNet weights and `create_model`.
 
-Every model is a `Classifier`: a `backbone` that maps an image batch to a feature vector and a
+Every model is a `TransferNet`: a `backbone` that maps an image batch to a feature vector and a
 `head` (dropout + one Linear layer) that maps features to class logits. The split is what the
 training modes (see `modes.py`), feature caching and CAM all rely on. Architectures register
 themselves with `@register`, like timm's model registry.
@@ -24,7 +24,7 @@ class WeightsError(RuntimeError):
     """Pretrained weights cannot be found or do not fit; the message says what to do."""
 
 
-class Classifier(nn.Module):
+class TransferNet(nn.Module):
     def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float = 0.0):
         super().__init__()
         self.backbone = backbone
@@ -222,7 +222,7 @@ def _read_weights_file(path: str) -> dict:
     return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP-saved files
 
 
-def _load_weights_file(model: Classifier, spec: ArchSpec, path: str) -> list[str]:
+def _load_weights_file(model: TransferNet, spec: ArchSpec, path: str) -> list[str]:
     """Load a state_dict (ours, or the plain architecture's) into `model`; return notes for the user."""
     sd = _read_weights_file(path)
     notes = []
@@ -253,7 +253,7 @@ def _load_weights_file(model: Classifier, spec: ArchSpec, path: str) -> list[str
 
 
 def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: str = "default",
-                 log: Callable[[str], None] = print) -> Classifier:
+                 log: Callable[[str], None] = print) -> TransferNet:
     """Build `arch` with a fresh `num_classes` head. weights: 'imagenet', 'none' or a file path."""
     spec = get_spec(arch)
     net = spec.build()
@@ -262,7 +262,7 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
     elif weights == "none":
         init_weights(net, init)
     num_features = _strip_head(net, spec.head_attr)
-    model = Classifier(net, num_features, num_classes, dropout=spec.dropout)
+    model = TransferNet(net, num_features, num_classes, dropout=spec.dropout)
     if weights not in ("imagenet", "none"):
         for note in _load_weights_file(model, spec, weights):
             log(note)

@@ -8,6 +8,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .fonts import use_cjk_font  # noqa: E402
+
+use_cjk_font()
+
 MODE_COLORS = {"last-layer": "tab:blue", "all-layers": "tab:orange", "scratch": "tab:green"}
 
 
