@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .fonts import use_cjk_font  # noqa: E402
 
@@ -36,6 +37,7 @@ def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -59,6 +61,7 @@ def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], 
         txs, tys = _floats(results[m], "train_acc")
         ax_curve.plot(txs, tys, ":", color=c, alpha=0.6)
     ax_curve.set(xlabel="epoch", ylabel="accuracy", title="val accuracy (dotted: train)", ylim=(0, 1.02))
+    ax_curve.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_curve.grid(alpha=0.3)
     ax_curve.legend()
     best = [summaries[m]["best_val_acc"] for m in modes]
@@ -77,3 +80,205 @@ def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+# ---------------------------------------------------------------- evaluation plots
+
+def class_colors(n: int) -> list:
+    """n distinct colours: tab10 up to 10 classes, tab20 up to 20, then a sampled continuous map."""
+    import numpy as np
+
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    return [plt.get_cmap("gist_ncar")(x) for x in np.linspace(0.02, 0.92, n)]
+
+
+def _label_size(n: int) -> float:
+    return 10 if n <= 10 else 8 if n <= 20 else 6.5
+
+
+def _save(fig, path) -> Path:
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_confusion_matrix(cm, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """Counts and row-normalised (recall per true class) confusion matrices side by side."""
+    import numpy as np
+
+    cm = np.asarray(cm, dtype=float)
+    n = len(classes)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    side = max(4.5, 0.42 * n + 2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
+    fs = _label_size(n)
+    for ax, mat, what, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], norm, "normalised by true class", "{:.2f}")):
+        im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=mat.max() if mat.max() > 0 else 1)
+        ax.set_xticks(range(n), classes, rotation=90 if n > 6 else 30, ha="center" if n > 6 else "right",
+                      fontsize=fs)
+        ax.set_yticks(range(n), classes, fontsize=fs)
+        ax.set(xlabel="predicted", ylabel="true", title=what)
+        if n <= 30:
+            thresh = mat.max() / 2 if mat.max() > 0 else 1
+            for i in range(n):
+                for j in range(n):
+                    if cm[i, j] or i == j:
+                        ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center",
+                                fontsize=max(fs - 1.5, 5), color="white" if mat[i, j] > thresh else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _curve_plot(data: dict, classes: list[str], scores: dict, path, xlabel: str, ylabel: str, title: str,
+                diagonal: bool) -> Path:
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(8 if n > 10 else 6.5, 5.5))
+    colors = class_colors(n)
+    for c, (x, y) in data.items():
+        s = scores.get(classes[c])
+        ax.plot(x, y, color=colors[c], lw=1.4, label=f"{classes[c]} ({s:.3f})" if s is not None else classes[c],
+                drawstyle="steps-post" if not diagonal else "default")
+    if diagonal:
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, alpha=0.5)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(-0.01, 1.01), ylim=(-0.01, 1.02))
+    ax.grid(alpha=0.3)
+    if data:
+        ax.legend(fontsize=_label_size(n), loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  ncol=1 if n <= 20 else 2, frameon=False)
+    return _save(fig, path)
+
+
+def plot_pr_curves(pr: dict, classes: list[str], ap: dict, path: str | Path, macro_ap: float | None = None) -> Path:
+    """One-vs-rest precision-recall curve per class; legend shows each class's average precision."""
+    t = "precision-recall (one vs rest)" + (f", macro AP {macro_ap:.3f}" if macro_ap is not None else "")
+    return _curve_plot(pr, classes, ap, path, "recall", "precision", t, diagonal=False)
+
+
+def plot_roc_curves(roc: dict, classes: list[str], auc: dict, path: str | Path, macro_auc: float | None = None) -> Path:
+    """One-vs-rest ROC curve per class; legend shows each class's ROC-AUC."""
+    t = "ROC (one vs rest)" + (f", macro AUC {macro_auc:.3f}" if macro_auc is not None else "")
+    return _curve_plot(roc, classes, auc, path, "false positive rate", "true positive rate", t, diagonal=True)
+
+
+def plot_per_class(per_class: dict, path: str | Path, title: str = "F1 per class") -> Path:
+    """Horizontal F1 bars per class, worst at the top, with precision/recall/support as text."""
+    items = sorted(per_class.items(), key=lambda kv: (kv[1]["f1"] or 0.0))
+    n = len(items)
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.32 * n + 1.2)))
+    names = [k for k, _ in items]
+    f1 = [v["f1"] or 0.0 for _, v in items]
+    colors = [plt.get_cmap("RdYlGn")(0.15 + 0.7 * x) for x in f1]
+    bars = ax.barh(range(n), f1, color=colors)
+    ax.set_yticks(range(n), names, fontsize=_label_size(n))
+    ax.bar_label(bars, labels=[f"{v['f1']:.2f}  (P {v['precision']:.2f} R {v['recall']:.2f} n={v['support']})"
+                               for _, v in items], fontsize=max(_label_size(n) - 1, 6), padding=3)
+    ax.set(xlim=(0, 1.45), xlabel="F1", title=title)
+    ax.axvline(1.0, color="grey", lw=0.6, ls=":")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_image_grid(images, titles: list[str], path: str | Path, colors: list | None = None,
+                    ncols: int = 8, title: str = "", cell: float = 2.0) -> Path:
+    """A grid of images (PIL images or HxWx3 arrays in [0,1] or uint8) with a caption each."""
+    n = max(len(images), 1)
+    ncols = min(ncols, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, (cell + 0.45) * nrows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= len(images):
+            continue
+        ax.imshow(images[k])
+        color = colors[k] if colors else "black"
+        ax.set_title(titles[k], fontsize=8, color=color)
+        if color not in ("black", "k"):
+            for s in ax.spines.values():  # a coloured frame marks the item
+                s.set_visible(True)
+                s.set_color(color)
+                s.set_linewidth(2.5)
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if not images:
+        axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_features_2d(xy, labels, classes: list[str], path: str | Path, wrong=None, title: str = "") -> Path:
+    """2-D embedding of penultimate features, coloured by true class; misclassified points ringed in red."""
+    import numpy as np
+
+    xy = np.asarray(xy)
+    labels = np.asarray(labels)
+    n = len(classes)
+    colors = class_colors(n)
+    fig, ax = plt.subplots(figsize=(8.5 if n > 10 else 7, 6))
+    for c in range(n):
+        m = labels == c
+        if m.any():
+            ax.scatter(xy[m, 0], xy[m, 1], s=14, color=colors[c], label=classes[c], alpha=0.85, linewidths=0)
+    if wrong is not None and np.asarray(wrong).any():
+        w = np.asarray(wrong, dtype=bool)
+        ax.scatter(xy[w, 0], xy[w, 1], s=46, facecolors="none", edgecolors="red", linewidths=1.0,
+                   label="misclassified")
+    ax.set(xticks=[], yticks=[], title=title)
+    ax.legend(fontsize=_label_size(n), loc="center left", bbox_to_anchor=(1.01, 0.5),
+              ncol=1 if n <= 20 else 2, frameon=False, markerscale=1.5)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- dataset statistics
+
+def plot_class_counts(classes: list[str], counts: dict[str, list[int]], path: str | Path, title: str = "") -> Path:
+    """Images per class, one stacked bar segment per split (train, val, test)."""
+    import numpy as np
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(6, 0.38 * n + 2), 4.5))
+    bottom = np.zeros(n)
+    split_colors = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
+    for split, c in counts.items():
+        ax.bar(range(n), c, bottom=bottom, label=f"{split} ({sum(c)})", color=split_colors.get(split))
+        bottom += np.asarray(c)
+    for i, tot in enumerate(bottom):
+        ax.text(i, tot, f"{int(tot)}", ha="center", va="bottom", fontsize=max(_label_size(n) - 1, 6))
+    ax.set_xticks(range(n), classes, rotation=90 if n > 8 else 0, fontsize=_label_size(n))
+    ax.set(ylabel="images", title=title or "images per class", ylim=(0, max(bottom.max(), 1) * 1.12))
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_image_sizes(widths, heights, path: str | Path, title: str = "", labels=None,
+                     classes: list[str] | None = None) -> Path:
+    """Scatter of image width vs height (pixels), coloured by class when labels are given."""
+    import numpy as np
+
+    w, h = np.asarray(widths), np.asarray(heights)
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    if labels is not None and classes:
+        labels = np.asarray(labels)
+        colors = class_colors(len(classes))
+        for c, name in enumerate(classes):
+            m = labels == c
+            if m.any():
+                ax.scatter(w[m], h[m], s=10, alpha=0.5, color=colors[c], label=name, linewidths=0)
+        ax.legend(fontsize=_label_size(len(classes)), loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  frameon=False, ncol=1 if len(classes) <= 20 else 2, markerscale=2)
+    else:
+        ax.scatter(w, h, s=10, alpha=0.5, linewidths=0)
+    if len(w):
+        ax.set_title(title or f"image sizes: {len(w)} images, median {int(np.median(w))}x{int(np.median(h))} px")
+    ax.set(xlabel="width (px)", ylabel="height (px)")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

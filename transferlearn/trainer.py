@@ -20,6 +20,7 @@ from .engine import create_state, evaluate, resolve_amp, train_one_epoch
 from .models import create_model, get_spec
 from .modes import DEFAULTS, MODES, check_mode
 from .plots import plot_comparison, plot_curves
+from .report import write_compare_report, write_report
 from .runs import RESULT_COLUMNS, TensorBoardLogger, increment_path, read_csv, write_csv, write_json, write_yaml
 
 
@@ -96,6 +97,14 @@ def _should_eval(epoch: int, cfg: TrainConfig) -> bool:
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
+
+
+def _report(writer, folder: Path) -> None:
+    """report.html; a problem there is reported, never fatal to a finished training."""
+    try:
+        writer(folder)
+    except Exception as e:  # pragma: no cover - defensive
+        _log(f"warning: could not write {folder / 'report.html'}: {type(e).__name__}: {e}")
 
 
 def train(cfg: TrainConfig | None = None, **overrides) -> dict:
@@ -193,6 +202,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
                "classes": len(splits.classes), "trainable_params": n_train, "total_params": n_all,
                "device": str(device), "amp": amp, "run_dir": str(run_dir)}
     write_json(run_dir / "summary.json", summary)
+    _report(write_report, run_dir)
     if cfg.output:
         out = Path(cfg.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +237,7 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, **overrides) -> dict:
                     title=f"{cfg.arch} on {Path(cfg.data).name}, {cfg.epochs} epochs")
     best = max(modes, key=lambda m: summaries[m]["best_val_acc"])
     write_json(out_dir / "summary.json", {"best_mode": best, "modes": summaries})
+    _report(write_compare_report, out_dir)
     print("\n" + format_comparison(summaries), flush=True)
     print(f"\nwinner: {best} (best val acc {summaries[best]['best_val_acc']:.4f}); "
           f"plots: {out_dir / 'comparison.png'}", flush=True)

@@ -1,0 +1,43 @@
+"""`transferlearn visualize batch|predictions`: image grids of what the model sees and says."""
+from __future__ import annotations
+
+
+def _batch(args) -> int:
+    from transferlearn.visualize import visualize_batch
+    path = visualize_batch(args.data, args.out, n=args.n, img_size=args.img_size, arch=args.arch,
+                           checkpoint=args.checkpoint, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _predictions(args) -> int:
+    from transferlearn.visualize import visualize_predictions
+    path = visualize_predictions(args.checkpoint, args.data, out=args.out, split=args.split, n=args.n,
+                                 seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    from transferlearn.models import list_archs
+
+    p = sub.add_parser("visualize", help="image grids: an augmented training batch, or predictions",
+                       description="Look at the data as the model sees it.")
+    vsub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    b = vsub.add_parser("batch", help="grid of augmented training images (de-normalised) with labels")
+    b.add_argument("--data", required=True, help="dataset root (train/<class>/...) or a folder of class folders")
+    b.add_argument("--n", type=int, default=32, help="number of images")
+    b.add_argument("--img-size", type=int, default=224)
+    b.add_argument("--arch", default="resnet18", choices=list_archs(), help="for its normalisation mean/std")
+    b.add_argument("--checkpoint", default=None, help="take image size and normalisation from this checkpoint")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", default="runs/visualize/batch.png", help="PNG to write")
+    b.set_defaults(func=_batch)
+    q = vsub.add_parser("predictions", help="val images with predicted/true labels, mistakes in red")
+    q.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
+    q.add_argument("--data", required=True, help="dataset root or a folder of class folders")
+    q.add_argument("--split", default="val", choices=["val", "test", "train"])
+    q.add_argument("--n", type=int, default=32, help="number of images (a random, seeded sample)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default=None, help="PNG to write (default: RUN/predictions.png)")
+    q.set_defaults(func=_predictions)

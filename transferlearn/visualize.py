@@ -1,0 +1,76 @@
+"""Look at what the model sees: a batch of augmented training images, and predictions on val images."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from .data import ImageDataset, find_splits, preprocess_config, train_transform
+from .models import get_spec
+
+
+def denormalize(x, mean, std) -> np.ndarray:
+    """A normalised CxHxW tensor back to an HxWx3 array in [0, 1] for display."""
+    a = x.detach().cpu().float().numpy().transpose(1, 2, 0)
+    return np.clip(a * np.asarray(std) + np.asarray(mean), 0, 1)
+
+
+def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: int = 224, arch: str = "resnet18",
+                    checkpoint: str | Path | None = None, seed: int = 0, val_split: float = 0.2) -> Path:
+    """A grid of `n` training images after training augmentation, de-normalised, with class labels.
+
+    Preprocessing (size, mean, std) comes from `checkpoint` when given, else from `arch` and `img_size`."""
+    from . import plots
+
+    splits = find_splits(data, val_split, seed)
+    if checkpoint:
+        from .checkpoint import load
+        pre = load(checkpoint)["preprocess"]
+    else:
+        spec = get_spec(arch)
+        pre = preprocess_config(img_size, spec.mean, spec.std)
+    ds = ImageDataset(splits.train, train_transform(pre))
+    rng = random.Random(seed)
+    idx = rng.sample(range(len(ds)), min(n, len(ds)))
+    import torch
+    torch.manual_seed(seed)
+    images, titles = [], []
+    for i in idx:
+        item = ds[i]
+        if item is None:
+            continue
+        x, y = item
+        images.append(denormalize(x, pre["mean"], pre["std"]))
+        titles.append(splits.classes[y])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return plots.plot_image_grid(images, titles, out, ncols=8,
+                                 title=f"{len(images)} augmented training images ({pre['img_size']} px, "
+                                       f"RandomResizedCrop + flip) from {Path(data).name}")
+
+
+def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,
+                          split: str = "val", n: int = 32, seed: int = 0, batch_size: int = 32,
+                          workers: int = 0) -> Path:
+    """A grid of `n` random images of `split` with predicted and true labels; mistakes in red."""
+    from . import plots
+    from .checkpoint import load_model
+    from .evaluate import _thumb, predict_folder, resolve_samples
+
+    model, ckpt = load_model(checkpoint)
+    classes = ckpt["classes"]
+    samples, _ = resolve_samples(data, split, classes, ckpt.get("args"))
+    samples = random.Random(seed).sample(samples, min(n, len(samples)))
+    preds = predict_folder(model, samples, ckpt["preprocess"], batch_size, workers)
+    wrong = preds.pred != preds.labels
+    titles = [f"pred: {classes[p]} ({preds.probs[i, p]:.2f})\ntrue: {classes[t]}"
+              for i, (p, t) in enumerate(zip(preds.pred, preds.labels))]
+    if out is None:
+        p = Path(checkpoint)
+        out = (p if p.is_dir() else p.parent) / "predictions.png"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return plots.plot_image_grid([_thumb(p) for p in preds.paths], titles, out,
+                                 colors=["red" if w else "black" for w in wrong], ncols=8,
+                                 title=f"{len(titles)} {split} images: {int(wrong.sum())} mistakes (red)")
