@@ -1,0 +1,86 @@
+"""Chinese class names must render in plots: a CJK font is found (system or the PyPI fallback), every
+glyph of fruit30's class names is covered, and drawing them raises no "Glyph missing" warning."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from transferlearn import fonts
+
+# class names of the fruit30 dataset (a few of them, with the trickiest characters)
+FRUIT30 = ["哈密瓜", "圣女果", "山竹", "杨梅", "柚子", "柠檬", "梨", "椰子", "榴莲", "火龙果", "猕猴桃", "石榴",
+           "砂糖橘", "胡萝卜", "脐橙", "芒果", "苦瓜", "苹果-红", "苹果-青", "草莓", "荔枝", "菠萝", "葡萄-白",
+           "葡萄-红", "西瓜", "西红柿", "车厘子", "香蕉", "黄瓜", "白兰瓜"]
+
+
+def _cjk_available() -> bool:
+    return fonts.use_cjk_font() is not None
+
+
+def test_cjk_font_covers_fruit30_and_draws_without_missing_glyphs(tmp_path):
+    chosen = fonts.use_cjk_font()
+    if chosen is None:
+        pytest.skip("no CJK font on this machine (neither fonts-noto-cjk nor the mplfonts package): "
+                    "Chinese class names cannot render")
+    text = "".join(FRUIT30)
+    assert fonts.missing_glyphs(text) == [], f"{chosen} lacks glyphs"
+    from transferlearn import plots  # noqa: F401  (sets the font up like every plot does)
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig, ax = plt.subplots()
+        ax.set_yticks(range(len(FRUIT30)), FRUIT30)
+        ax.set_title(" ".join(FRUIT30[:6]))
+        fig.savefig(tmp_path / "cjk.png")
+        plt.close(fig)
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
+    assert not missing, missing[:3]
+
+
+def test_missing_glyphs_detects_uncovered_text():
+    # a private-use character no real font draws
+    assert fonts.missing_glyphs("a\ue000") == ["\ue000"]
+
+
+def test_packaged_font_really_contains_cjk():
+    files = fonts._packaged_font_files()
+    if not files:
+        pytest.skip("the mplfonts package (PyPI CJK font fallback) is not installed")
+    assert fonts.font_covers(files[0], "".join(FRUIT30))
+
+
+@pytest.mark.parametrize("hide_packaged", [False, True])
+def test_fallback_without_system_font_warns_at_most_once(tmp_path, hide_packaged):
+    """With system CJK families hidden: the packaged font is used, or exactly one warning is printed
+    (and no per-glyph warning flood)."""
+    hide = "fonts.PACKAGED_FONTS[:] = []" if hide_packaged else ""
+    code = f"""
+import warnings, matplotlib
+matplotlib.use("Agg")
+from transferlearn import fonts
+fonts.CJK_FAMILIES[:] = ["No Such Family"]
+{hide}
+name = fonts.use_cjk_font()
+print("CHOSEN", name)
+import matplotlib.pyplot as plt
+with warnings.catch_warnings(record=True) as w:  # keeps the filters in force (no simplefilter)
+    for i in range(3):
+        fig, ax = plt.subplots(); ax.set_title("哈密瓜 圣女果 苹果-红"); fig.savefig(r"{tmp_path}/x%d.png" % i); plt.close(fig)
+print("GLYPH_WARNINGS", sum("missing from" in str(x.message) for x in w))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "GLYPH_WARNINGS 0" in r.stdout, r.stdout + r.stderr
+    if hide_packaged:
+        assert "CHOSEN None" in r.stdout
+    elif fonts._packaged_font_files():
+        assert "CHOSEN Noto Sans CJK SC" in r.stdout
+    if "CHOSEN None" in r.stdout:
+        assert r.stderr.count("no CJK font found") == 1
+        assert "fonts-noto-cjk" in r.stderr
+    else:
+        assert "no CJK font found" not in r.stderr
