@@ -193,3 +193,14 @@ def test_report_renders_in_chromium(evaluated, tmp_path):
     # a rendered page: mostly white background, but plenty of text and figures (not blank, not an error page)
     assert (a > 245).mean() > 0.5
     assert (a < 128).mean() > 0.01
+
+
+def test_compare_writes_report(tmp_path):
+    from transferlearn.trainer import compare
+
+    data = make_dataset(tmp_path / "d", n_train=4, n_val=2)
+    r = compare(data=str(data), epochs=1, project=str(tmp_path / "runs"), modes=("last-layer", "scratch"), **FAST)
+    html = (Path(r["dir"]) / "report.html").read_text(encoding="utf-8")
+    assert f"<b>{r['best_mode']}</b> won" in html and "Training time" in html
+    assert "last-layer/report.html" in html  # links each mode's own report
+    assert (Path(r["dir"]) / "last-layer" / "report.html").is_file()
