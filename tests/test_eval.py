@@ -204,3 +204,19 @@ def test_compare_writes_report(tmp_path):
     assert f"<b>{r['best_mode']}</b> won" in html and "Training time" in html
     assert "last-layer/report.html" in html  # links each mode's own report
     assert (Path(r["dir"]) / "last-layer" / "report.html").is_file()
+
+
+def test_eval_root_without_val_reuses_training_split(tmp_path):
+    """A dataset with only train/ was split in memory for training; eval on the root evaluates that
+    same held-out part (seed and fraction from the checkpoint), not the training images."""
+    import shutil as sh
+
+    from transferlearn.trainer import train
+
+    data = make_dataset(tmp_path / "d", n_train=5, n_val=1)
+    sh.rmtree(data / "val")
+    s = train(data=str(data), epochs=1, val_split=0.4, project=str(tmp_path / "runs"), **FAST)
+    assert main(["eval", s["run_dir"], "--data", str(data), "--embed", "none"]) == 0
+    got = json.loads((Path(s["run_dir"]) / "metrics.json").read_text(encoding="utf-8"))
+    assert got["num_samples"] == s["val_images"] == 2 * len(CLASSES)
+    assert "held-out" in got["data"]

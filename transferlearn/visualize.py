@@ -73,4 +73,5 @@ def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | P
     out.parent.mkdir(parents=True, exist_ok=True)
     return plots.plot_image_grid([_thumb(p) for p in preds.paths], titles, out,
                                  colors=["red" if w else "black" for w in wrong], ncols=8,
-                                 title=f"{len(titles)} {split} images: {int(wrong.sum())} mistakes (red)")
+                                 title=f"{len(titles)} {split} images: {int(wrong.sum())} mistake"
+                                       f"{'' if int(wrong.sum()) == 1 else 's'} (red)")
