@@ -58,6 +58,9 @@ def test_eval_files(evaluated):
                  "confusion_matrix.png", "pr_curves.png", "roc_curves.png", "per_class.png", "mistakes.png",
                  "features_2d.png", "report.html"):
         assert (run / name).is_file(), name
+    import importlib.util
+    if importlib.util.find_spec("plotly") is not None:  # optional: interactive feature map
+        assert "plotly" in (run / "features_2d.html").read_text(encoding="utf-8")[:200000].lower()
     for png in run.glob("*.png"):
         with Image.open(png) as im:
             assert im.size[0] > 200 and im.size[1] > 150, png

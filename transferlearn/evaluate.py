@@ -149,7 +149,7 @@ def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.nd
     raise ValueError(f"unknown embedding {method!r}; use tsne, umap or none")
 
 
-def _features_html(xy, preds: Predictions, classes: list[str], path: Path, title: str) -> bool:
+def _features_html(xy, preds: Predictions, classes: list[str], path: Path, title: str, colors: list[str]) -> bool:
     """Interactive scatter (hover shows file, true, predicted) when plotly is installed."""
     try:
         import plotly.graph_objects as go
@@ -163,7 +163,7 @@ def _features_html(xy, preds: Predictions, classes: list[str], path: Path, title
         text = [f"{Path(p).name}<br>true: {name}<br>pred: {classes[k]} ({preds.probs[i, k]:.2f})"
                 for i, (p, k) in enumerate(zip(preds.paths, preds.pred)) if m[i]]
         fig.add_trace(go.Scatter(x=xy[m, 0], y=xy[m, 1], mode="markers", name=name, text=text,
-                                 hoverinfo="text", marker={"size": 7,
+                                 hoverinfo="text", marker={"size": 7, "color": colors[c],
                                                            "line": {"width": [2 if w else 0 for w in
                                                                               (preds.pred[m] != c)],
                                                                     "color": "red"}}))
@@ -285,7 +285,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
                                    wrong=preds.pred != preds.labels,
                                    title=f"{EMBED_NAMES.get(method, method)} of penultimate features ({preds.features.shape[1]}-d), "
                                          f"coloured by true class")
-            if _features_html(xy, preds, classes, out / "features_2d.html", f"{method} of penultimate features"):
+            from matplotlib.colors import to_hex
+            hexes = [to_hex(c) for c in plots.class_colors(len(classes))]
+            if _features_html(xy, preds, classes, out / "features_2d.html",
+                              f"{EMBED_NAMES.get(method, method)} of penultimate features "
+                              f"(hover for file names; red ring: misclassified)", hexes):
                 m["features_2d_html"] = True
             m["embed_seconds"] = round(time.perf_counter() - t1, 2)
         except (ValueError, ImportError) as e:
