@@ -167,7 +167,7 @@ def test_compare_report_reading(tmp_path):
     html = write_compare_report(tmp_path).read_text(encoding="utf-8")
     assert "<b>last-layer</b> won" in html
     assert "3.0 points ahead of all-layers" in html
-    assert "all-layers 60 s (3.0x)" in html
+    assert "all-layers 60 s (3.0x as long)" in html
     assert "over-fitting" in html and "close to chance" in html
 
 
@@ -223,3 +223,14 @@ def test_eval_root_without_val_reuses_training_split(tmp_path):
     got = json.loads((Path(s["run_dir"]) / "metrics.json").read_text(encoding="utf-8"))
     assert got["num_samples"] == s["val_images"] == 2 * len(CLASSES)
     assert "held-out" in got["data"]
+
+
+def test_eval_umap_missing_is_a_clear_error(trained, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("umap") is not None:
+        pytest.skip("umap-learn is installed here: the missing-package message cannot be checked")
+    data, run = trained
+    assert main(["eval", str(run), "--data", str(data), "--embed", "umap", "--out", str(tmp_path / "u")]) == 2
+    assert "pip install umap-learn" in capsys.readouterr().err
+    assert not (tmp_path / "u" / "metrics.json").exists()

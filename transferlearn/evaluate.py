@@ -226,6 +226,10 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
 
     if embed not in EMBED_METHODS:
         raise ValueError(f"unknown --embed {embed!r}; use one of {', '.join(EMBED_METHODS)}")
+    if embed == "umap":
+        import importlib.util
+        if importlib.util.find_spec("umap") is None:  # fail before the slow part, not after it
+            raise ImportError("--embed umap needs umap-learn: pip install umap-learn (or use --embed tsne)")
     dev = pick_device(device)
     model, ckpt = ckpt_io.load_model(checkpoint, device=str(dev))
     classes = list(ckpt["classes"])

@@ -168,7 +168,7 @@ def compare_reading(summaries: dict[str, dict]) -> list[str]:
         t = summaries[m].get("train_seconds") or 0
         if t_win > 0 and t > 0:
             r = t / t_win
-            times.append(f"{_e(m)} {t:.0f} s ({r:.1f}x)" if r >= 1 else f"{_e(m)} {t:.0f} s ({1 / r:.1f}x faster)")
+            times.append(f"{_e(m)} {t:.0f} s ({r:.1f}x as long)" if r >= 1 else f"{_e(m)} {t:.0f} s ({1 / r:.1f}x faster)")
     if times:
         out.append(f"Training time: {_e(win)} {t_win:.0f} s; " + ", ".join(times) + ".")
     fastest = min(modes, key=lambda m: summaries[m].get("train_seconds") or 1e18)
