@@ -84,3 +84,34 @@ print("GLYPH_WARNINGS", sum("missing from" in str(x.message) for x in w))
         assert "fonts-noto-cjk" in r.stderr
     else:
         assert "no CJK font found" not in r.stderr
+
+
+def test_eval_plots_with_30_chinese_classes(tmp_path):
+    """Every evaluation plot with fruit30's 30 Chinese class names: drawn without missing glyphs."""
+    if fonts.use_cjk_font() is None:
+        pytest.skip("no CJK font on this machine (neither fonts-noto-cjk nor the mplfonts package)")
+    import numpy as np
+
+    from transferlearn import metrics as M
+    from transferlearn import plots
+
+    rng = np.random.default_rng(0)
+    n = len(FRUIT30)
+    y = np.repeat(np.arange(n), 4)
+    logits = rng.normal(0, 1, (len(y), n))
+    logits[np.arange(len(y)), y] += 2.5
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = M.compute_metrics(y, probs, FRUIT30)
+    assert set(m["top_k_accuracy"]) == {"1", "3", "5"}
+    assert m["top_k_accuracy"]["5"] >= m["top_k_accuracy"]["3"] >= m["accuracy"]
+    cv = M.curves(y, probs, n)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.plot_confusion_matrix(m["confusion_matrix"], FRUIT30, tmp_path / "cm.png")
+        plots.plot_per_class(m["per_class"], tmp_path / "pc.png")
+        plots.plot_pr_curves(cv["pr"], FRUIT30, {c: v["ap"] for c, v in m["per_class"].items()}, tmp_path / "pr.png")
+        plots.plot_features_2d(rng.normal(size=(len(y), 2)), y, FRUIT30, tmp_path / "f.png")
+        plots.plot_class_counts(FRUIT30, {"train": [10] * n, "val": [3] * n}, tmp_path / "counts.png")
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
+    assert not missing, missing[:3]
+    assert all((tmp_path / f).stat().st_size > 10000 for f in ("cm.png", "pc.png", "pr.png", "f.png", "counts.png"))

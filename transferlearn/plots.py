@@ -106,28 +106,37 @@ def _save(fig, path) -> Path:
 
 
 def plot_confusion_matrix(cm, classes: list[str], path: str | Path, title: str = "") -> Path:
-    """Counts and row-normalised (recall per true class) confusion matrices side by side."""
+    """Counts and row-normalised (recall per true class) confusion matrices: side by side up to 12
+    classes, one above the other beyond (so that each stays readable when the page scales it down)."""
     import numpy as np
 
     cm = np.asarray(cm, dtype=float)
     n = len(classes)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    side = max(4.5, 0.42 * n + 2)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side))
-    fs = _label_size(n)
-    for ax, mat, what, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], norm, "normalised by true class", "{:.2f}")):
+    stacked = n > 12
+    side = max(4.5, (0.36 if stacked else 0.42) * n + 2.5)
+    fig, axes = plt.subplots(2 if stacked else 1, 1 if stacked else 2,
+                             figsize=(side + 1.5, 2 * side) if stacked else (2 * side + 1, side))
+    fs = _label_size(n) + (1 if stacked else 0)
+    cell_fs = 9 if n <= 10 else 8 if n <= 20 else 7
+    pct = n > 12  # small cells: whole percentages ("25") instead of "0.25"
+    panels = ((axes[0], cm, "counts", "{:.0f}", 1),
+              (axes[1], norm, "normalised by true class" + (" (%)" if pct else ""), "{:.0f}" if pct else "{:.2f}",
+               100 if pct else 1))
+    for ax, mat, what, fmt, scale in panels:
+        mat = mat * scale
         im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=mat.max() if mat.max() > 0 else 1)
         ax.set_xticks(range(n), classes, rotation=90 if n > 6 else 30, ha="center" if n > 6 else "right",
                       fontsize=fs)
         ax.set_yticks(range(n), classes, fontsize=fs)
         ax.set(xlabel="predicted", ylabel="true", title=what)
-        if n <= 30:
+        if n <= 40:
             thresh = mat.max() / 2 if mat.max() > 0 else 1
             for i in range(n):
                 for j in range(n):
                     if cm[i, j] or i == j:
-                        ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center",
-                                fontsize=max(fs - 1.5, 5), color="white" if mat[i, j] > thresh else "black")
+                        ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", fontsize=cell_fs,
+                                color="white" if mat[i, j] > thresh else "black")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title)
@@ -167,7 +176,7 @@ def plot_roc_curves(roc: dict, classes: list[str], auc: dict, path: str | Path, 
 
 
 def plot_per_class(per_class: dict, path: str | Path, title: str = "F1 per class") -> Path:
-    """Horizontal F1 bars per class, worst at the top, with precision/recall/support as text."""
+    """Horizontal F1 bars per class, best at the top, with precision/recall/support as text."""
     items = sorted(per_class.items(), key=lambda kv: (kv[1]["f1"] or 0.0))
     n = len(items)
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.32 * n + 1.2)))
@@ -178,7 +187,7 @@ def plot_per_class(per_class: dict, path: str | Path, title: str = "F1 per class
     ax.set_yticks(range(n), names, fontsize=_label_size(n))
     ax.bar_label(bars, labels=[f"{v['f1']:.2f}  (P {v['precision']:.2f} R {v['recall']:.2f} n={v['support']})"
                                for _, v in items], fontsize=max(_label_size(n) - 1, 6), padding=3)
-    ax.set(xlim=(0, 1.45), xlabel="F1", title=title)
+    ax.set(xlim=(0, 1.45), xlabel="F1", title=title, xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.axvline(1.0, color="grey", lw=0.6, ls=":")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
