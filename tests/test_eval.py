@@ -234,3 +234,15 @@ def test_eval_umap_missing_is_a_clear_error(trained, tmp_path, capsys):
     assert main(["eval", str(run), "--data", str(data), "--embed", "umap", "--out", str(tmp_path / "u")]) == 2
     assert "pip install umap-learn" in capsys.readouterr().err
     assert not (tmp_path / "u" / "metrics.json").exists()
+
+
+def test_eval_skips_unreadable_images(trained, tmp_path):
+    data, run = trained
+    val = tmp_path / "val"
+    shutil.copytree(data / "val", val)
+    broken = val / CLASSES[0] / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert main(["eval", str(run), "--data", str(val), "--out", str(tmp_path / "o"), "--embed", "none"]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))
+    assert m["skipped_files"] == [str(broken)]
+    assert m["num_samples"] == 15 == len(_read_predictions(tmp_path / "o"))

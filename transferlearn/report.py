@@ -74,14 +74,15 @@ def _num(x, nd: int = 4) -> str:
         return _e(x)
 
 
-def _table(rows: list[list], header: list[str] | None = None, numeric_from: int = 1) -> str:
+def _table(rows: list[list], header: list[str] | None = None, numeric_from: int = 1,
+           numeric_to: int = 10**6) -> str:
     out = ["<table>"]
     if header:
         out.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>")
     for r in rows:
         cells = []
         for i, v in enumerate(r):
-            cls = ' class="n"' if i >= numeric_from else ""
+            cls = ' class="n"' if numeric_from <= i < numeric_to else ""
             cells.append(f"<td{cls}>{v if isinstance(v, Markup) else _e(v)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
@@ -262,7 +263,8 @@ def _eval_section(folder: Path, m: dict) -> list[str]:
         out.append(_table([[p["true"], p["predicted"], p["count"],
                             ", ".join(Path(f["path"]).name for f in p["files"][:4]) +
                             (" ..." if len(p["files"]) > 4 else "")] for p in pairs[:12]],
-                          ["true", "predicted as", "count", "files (most confident first)"], numeric_from=2))
+                          ["true", "predicted as", "count", "files (most confident first)"], numeric_from=2,
+                          numeric_to=3))
     out.append(_img(folder / "mistakes.png", "mistakes"))
     if (folder / "features_2d.png").is_file():
         out += ["<h3>Feature map</h3>", "<p>Penultimate-layer features of each image projected to 2-D; "
