@@ -56,7 +56,7 @@ def test_packaged_font_really_contains_cjk():
 @pytest.mark.parametrize("hide_packaged", [False, True])
 def test_fallback_without_system_font_warns_at_most_once(tmp_path, hide_packaged):
     """With system CJK families hidden: the packaged font is used, or exactly one warning is printed
-    (and no per-glyph warning flood)."""
+    when Chinese names are drawn (none for Latin names), and no per-glyph warning flood."""
     hide = "fonts.PACKAGED_FONTS[:] = []" if hide_packaged else ""
     code = f"""
 import warnings, matplotlib
@@ -64,12 +64,15 @@ matplotlib.use("Agg")
 from transferlearn import fonts
 fonts.CJK_FAMILIES[:] = ["No Such Family"]
 {hide}
-name = fonts.use_cjk_font()
-print("CHOSEN", name)
-import matplotlib.pyplot as plt
+print("CHOSEN", fonts.use_cjk_font())
+from transferlearn import plots
+import sys
 with warnings.catch_warnings(record=True) as w:  # keeps the filters in force (no simplefilter)
+    plots.plot_confusion_matrix([[1, 0], [0, 1]], ["ants", "bees"], r"{tmp_path}/latin.png")
+    sys.stderr.write("LATIN_DONE\\n")
     for i in range(3):
-        fig, ax = plt.subplots(); ax.set_title("哈密瓜 圣女果 苹果-红"); fig.savefig(r"{tmp_path}/x%d.png" % i); plt.close(fig)
+        plots.plot_confusion_matrix([[1, 0], [0, 1]], ["哈密瓜", "圣女果"], r"{tmp_path}/x%d.png" % i)
+        plots.plot_per_class({{"苹果-红": dict(f1=1.0, precision=1.0, recall=1.0, support=1)}}, r"{tmp_path}/p%d.png" % i)
 print("GLYPH_WARNINGS", sum("missing from" in str(x.message) for x in w))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -80,7 +83,8 @@ print("GLYPH_WARNINGS", sum("missing from" in str(x.message) for x in w))
     elif fonts._packaged_font_files():
         assert "CHOSEN Noto Sans CJK SC" in r.stdout
     if "CHOSEN None" in r.stdout:
-        assert r.stderr.count("no CJK font found") == 1
+        assert r.stderr.count("no CJK font found") == 1, r.stderr
+        assert r.stderr.index("LATIN_DONE") < r.stderr.index("no CJK font found")  # not for Latin names
         assert "fonts-noto-cjk" in r.stderr
     else:
         assert "no CJK font found" not in r.stderr

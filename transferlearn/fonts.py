@@ -86,8 +86,7 @@ def use_cjk_font() -> str | None:
     if chosen is None:
         chosen = _register_packaged_font()
     if chosen is None:
-        print(NO_CJK_FONT_WARNING, file=sys.stderr, flush=True)
-        # one warning above is enough: not one more per missing glyph and per plot
+        # `warn_if_no_cjk_font` says it once, when CJK text is drawn: not once per missing glyph and plot
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from (current )?font")
         return None
     matplotlib.rcParams["font.sans-serif"] = [chosen] + [f for f in matplotlib.rcParams["font.sans-serif"]
@@ -95,6 +94,29 @@ def use_cjk_font() -> str | None:
     matplotlib.rcParams["font.family"] = "sans-serif"
     matplotlib.rcParams["axes.unicode_minus"] = False
     return chosen
+
+
+def is_cjk(ch: str) -> bool:
+    """Chinese/Japanese/Korean characters and CJK punctuation (the ranges Latin fonts lack)."""
+    o = ord(ch)
+    return (0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF
+            or 0x20000 <= o <= 0x3FFFF)
+
+
+_warned = False
+
+
+def warn_if_no_cjk_font(texts) -> bool:
+    """If `texts` contain CJK characters and no CJK font exists, print ONE warning per process.
+
+    Returns True when a warning applies (printed now or earlier). Plots call it with class names."""
+    global _warned
+    if use_cjk_font() is not None or not any(is_cjk(ch) for t in texts for ch in str(t)):
+        return False
+    if not _warned:
+        _warned = True
+        print(NO_CJK_FONT_WARNING, file=sys.stderr, flush=True)
+    return True
 
 
 def missing_glyphs(text: str) -> list[str]:

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .fonts import use_cjk_font  # noqa: E402
+from .fonts import use_cjk_font, warn_if_no_cjk_font  # noqa: E402
 
 use_cjk_font()
 
@@ -28,6 +28,7 @@ def _floats(rows: list[dict], key: str):
 
 def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy vs epoch, train and val, from results.csv rows."""
+    warn_if_no_cjk_font([title])
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for key, style in (("train", "-"), ("val", "--")):
         for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
@@ -51,6 +52,7 @@ def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
 def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], path: str | Path,
                     title: str = "") -> Path:
     """Val accuracy curves of each mode, and bars of best val accuracy and training time."""
+    warn_if_no_cjk_font([title])
     fig, (ax_curve, ax_acc, ax_time) = plt.subplots(1, 3, figsize=(15, 4.2),
                                                     gridspec_kw={"width_ratios": [2, 1, 1]})
     modes = list(results)
@@ -108,6 +110,7 @@ def _save(fig, path) -> Path:
 def plot_confusion_matrix(cm, classes: list[str], path: str | Path, title: str = "") -> Path:
     """Counts and row-normalised (recall per true class) confusion matrices: side by side up to 12
     classes, one above the other beyond (so that each stays readable when the page scales it down)."""
+    warn_if_no_cjk_font(classes)
     import numpy as np
 
     cm = np.asarray(cm, dtype=float)
@@ -146,6 +149,7 @@ def plot_confusion_matrix(cm, classes: list[str], path: str | Path, title: str =
 
 def _curve_plot(data: dict, classes: list[str], scores: dict, path, xlabel: str, ylabel: str, title: str,
                 diagonal: bool) -> Path:
+    warn_if_no_cjk_font(classes)
     n = len(classes)
     fig, ax = plt.subplots(figsize=(8 if n > 10 else 6.5, 5.5))
     colors = class_colors(n)
@@ -177,6 +181,7 @@ def plot_roc_curves(roc: dict, classes: list[str], auc: dict, path: str | Path, 
 
 def plot_per_class(per_class: dict, path: str | Path, title: str = "F1 per class") -> Path:
     """Horizontal F1 bars per class, best at the top, with precision/recall/support as text."""
+    warn_if_no_cjk_font(list(per_class))
     items = sorted(per_class.items(), key=lambda kv: (kv[1]["f1"] or 0.0))
     n = len(items)
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.32 * n + 1.2)))
@@ -196,6 +201,7 @@ def plot_per_class(per_class: dict, path: str | Path, title: str = "F1 per class
 def plot_image_grid(images, titles: list[str], path: str | Path, colors: list | None = None,
                     ncols: int = 8, title: str = "", cell: float = 2.0) -> Path:
     """A grid of images (PIL images or HxWx3 arrays in [0,1] or uint8) with a caption each."""
+    warn_if_no_cjk_font(list(titles) + [title])
     n = max(len(images), 1)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
@@ -225,6 +231,7 @@ def plot_image_grid(images, titles: list[str], path: str | Path, colors: list | 
 
 def plot_features_2d(xy, labels, classes: list[str], path: str | Path, wrong=None, title: str = "") -> Path:
     """2-D embedding of penultimate features, coloured by true class; misclassified points ringed in red."""
+    warn_if_no_cjk_font(classes)
     import numpy as np
 
     xy = np.asarray(xy)
@@ -250,6 +257,7 @@ def plot_features_2d(xy, labels, classes: list[str], path: str | Path, wrong=Non
 
 def plot_class_counts(classes: list[str], counts: dict[str, list[int]], path: str | Path, title: str = "") -> Path:
     """Images per class, one stacked bar segment per split (train, val, test)."""
+    warn_if_no_cjk_font(classes)
     import numpy as np
 
     n = len(classes)
@@ -273,6 +281,7 @@ def plot_image_sizes(widths, heights, path: str | Path, title: str = "", labels=
     """Scatter of image width vs height (pixels), coloured by class when labels are given."""
     import numpy as np
 
+    warn_if_no_cjk_font(classes or [])
     w, h = np.asarray(widths), np.asarray(heights)
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
     if labels is not None and classes:
