@@ -92,7 +92,7 @@ class DecodedImages:
         arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(len(paths), 1), size, size, 3))
         valid = [False] * len(paths)
         jobs = [(p, size) for p in paths]
-        bar = tqdm(total=len(paths), desc=f"decoding images once ({size}px cache)", disable=quiet, unit="img",
+        bar = tqdm(total=len(paths), desc=f"decoding images once ({size}px cache)", disable=True if quiet else None, unit="img",
                    leave=False, dynamic_ncols=True)
         if workers > 0 and len(paths) > 64:
             with ProcessPoolExecutor(workers) as ex:
@@ -153,7 +153,8 @@ def extract_features(backbone: torch.nn.Module, loader, device: torch.device, am
     """One pass of `loader` through the frozen backbone: (features float32 [N, F], labels [N])."""
     backbone.eval()
     feats, labels = [], []
-    for batch in tqdm(loader, desc=desc, disable=quiet, leave=False, dynamic_ncols=True, unit="batch"):
+    for batch in tqdm(loader, desc=desc, disable=True if quiet else None, leave=False, dynamic_ncols=True,
+                      unit="batch"):
         if batch is None:
             continue
         x, y = batch

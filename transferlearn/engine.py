@@ -108,7 +108,7 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _bar(loader, desc: str, quiet: bool):
-    return tqdm(loader, desc=desc, leave=False, disable=quiet, dynamic_ncols=True, unit="batch")
+    return tqdm(loader, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True, unit="batch")
 
 
 def train_one_epoch(state: TrainState, loader, criterion, device: torch.device, amp: str = "off",

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .fonts import use_cjk_font  # noqa: E402
 
@@ -36,6 +37,7 @@ def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -59,6 +61,7 @@ def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], 
         txs, tys = _floats(results[m], "train_acc")
         ax_curve.plot(txs, tys, ":", color=c, alpha=0.6)
     ax_curve.set(xlabel="epoch", ylabel="accuracy", title="val accuracy (dotted: train)", ylim=(0, 1.02))
+    ax_curve.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_curve.grid(alpha=0.3)
     ax_curve.legend()
     best = [summaries[m]["best_val_acc"] for m in modes]

@@ -239,6 +239,8 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
                "images_per_second": round(cfg.epochs * len(splits.train) / max(state.train_seconds, 1e-9), 1),
                "feature_cache": cfg.feature_cache, "decode_cache": cfg.cache,
                "prep_seconds": round(prep_seconds, 2),
+               "epoch_images_per_second": round(sum(r["train_images"] for r in state.history) /
+                                                max(sum(r["train_seconds"] for r in state.history), 1e-9), 1),
                "train_images": len(splits.train), "val_images": len(splits.val),
                "classes": len(splits.classes), "trainable_params": n_train, "total_params": n_all,
                "device": str(device), "amp": amp, "run_dir": str(run_dir)}
