@@ -107,8 +107,10 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
-def _bar(loader, desc: str, quiet: bool):
-    return tqdm(loader, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True, unit="batch")
+def _batches(loader, device: torch.device, desc: str, quiet: bool):
+    """(progress bar, iterator of (x, y) on `device`), skipping batches whose images were all unreadable."""
+    bar = tqdm(loader, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True, unit="batch")
+    return bar, ((to_device(b[0], device), b[1].to(device, non_blocking=True)) for b in bar if b is not None)
 
 
 def train_one_epoch(state: TrainState, loader, criterion, device: torch.device, amp: str = "off",
@@ -120,12 +122,8 @@ def train_one_epoch(state: TrainState, loader, criterion, device: torch.device, 
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     loss_sum, correct, n = 0.0, 0, 0
     t0 = time.perf_counter()
-    bar = _bar(loader, desc, quiet)
-    for batch in bar:
-        if batch is None:
-            continue
-        x, y = batch
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
+    bar, batches = _batches(loader, device, desc, quiet)
+    for x, y in batches:
         with autocast(device, amp):
             logits = forward(x)
             loss = criterion(logits.float(), y)
@@ -160,11 +158,7 @@ def evaluate(model: nn.Module, loader, criterion, device: torch.device, amp: str
     model.eval()
     forward = model if forward is None else forward
     loss_sum, correct, n = 0.0, 0, 0
-    for batch in _bar(loader, desc, quiet):
-        if batch is None:
-            continue
-        x, y = batch
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
+    for x, y in _batches(loader, device, desc, quiet)[1]:
         with autocast(device, amp):
             logits = forward(x)
         loss_sum += criterion(logits.float(), y).item() * y.size(0)

@@ -26,6 +26,15 @@ def _floats(rows: list[dict], key: str):
     return xs, ys
 
 
+def _save(fig, path, title: str = "") -> Path:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy vs epoch, train and val, from results.csv rows."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -40,12 +49,7 @@ def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], path: str | Path,
@@ -74,9 +78,4 @@ def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], 
     ax_time.set(title="training time (s)", ylim=(0, max(secs) * 1.2 if secs and max(secs) > 0 else 1))
     for ax in (ax_acc, ax_time):
         ax.tick_params(axis="x", labelrotation=15)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
