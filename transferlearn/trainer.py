@@ -176,6 +176,8 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     train_loader, val_loader, forward = build_loaders(splits, pre, cfg, model, device, amp)
     prep_seconds = time.perf_counter() - t_start
     state.train_seconds += prep_seconds  # decoding and feature extraction are part of the training cost
+    pipeline = ("frozen features cached" if cfg.feature_cache else "decoded once" if cfg.cache
+                else f"decoded every epoch, {resolve_workers(cfg.workers)} workers")
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
 
@@ -187,7 +189,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     tb = TensorBoardLogger(run_dir)
     log(f"{cfg.mode} | {cfg.arch} weights={cfg.weights} | {n_train:,} of {n_all:,} parameters trainable | "
         f"{cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g} {cfg.scheduler} | device {device}"
-        f"{' ' + amp if amp != 'off' else ''} | workers {resolve_workers(cfg.workers)} | run folder {run_dir}")
+        f"{' ' + amp if amp != 'off' else ''} | data: {pipeline} | run folder {run_dir}")
 
     meta = {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(splits.classes),
             "classes": splits.classes, "preprocess": pre, "mode": cfg.mode, "weights": cfg.weights,
