@@ -37,3 +37,9 @@ def dataset(tmp_path) -> Path:
 
 # Smallest settings that still run the real code paths; offline ImageNet weights (mobilenet_v2).
 FAST = dict(arch="mobilenet_v2", img_size=64, batch_size=8, workers=0, quiet=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Decode caches go to a temporary folder, never the user's ~/.cache."""
+    os.environ["TRANSFERLEARN_CACHE"] = str(tmp_path_factory.mktemp("tl_cache"))

@@ -89,3 +89,17 @@ def test_resnet_imagenet_download_from_local_server(local_server, tmp_path, monk
         create_model("resnet18", 3, weights="imagenet")
     msg = str(e.value)
     assert "resnet34-deadbeef.pth" in msg and "torch_home" in msg and "efficientnet_lite0" in msg and "--weights" in msg
+
+
+def test_weights_path_accepts_our_checkpoint(dataset, tmp_path):
+    from conftest import FAST
+    from transferlearn.trainer import train
+    s = train(data=str(dataset), epochs=1, project=str(tmp_path), **FAST)
+    best = s["run_dir"] + "/best.pt"
+    ck = torch.load(best, weights_only=True)
+    notes = []
+    m = create_model("mobilenet_v2", 3, weights=best, log=notes.append)  # same classes: head kept
+    assert not notes and torch.equal(m.head[1].weight, ck["model"]["head.1.weight"])
+    m = create_model("mobilenet_v2", 4, weights=best, log=notes.append)  # 4 classes: head dropped, reported
+    assert len(notes) == 2 and "4 classes" in notes[0]
+    assert torch.equal(m.backbone.features[0][0].weight, ck["model"]["backbone.features.0.0.weight"])

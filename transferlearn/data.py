@@ -174,10 +174,12 @@ def resolve_workers(workers) -> int:
 
 def make_loader(samples, transform, batch_size: int, shuffle: bool, workers, seed: int = 0,
                 drop_last: bool = False, sampler=None) -> DataLoader:
+    """`samples`: (path, label) pairs decoded with `transform`, or a ready Dataset."""
+    dataset = samples if isinstance(samples, Dataset) else ImageDataset(samples, transform)
     n = resolve_workers(workers)
     g = torch.Generator()
     g.manual_seed(seed)
-    return DataLoader(ImageDataset(samples, transform), batch_size=batch_size,
+    return DataLoader(dataset, batch_size=batch_size,
                       shuffle=shuffle if sampler is None else False, sampler=sampler,
                       num_workers=n, persistent_workers=n > 0, collate_fn=collate_skip_none,
                       generator=g, drop_last=drop_last, pin_memory=torch.cuda.is_available())

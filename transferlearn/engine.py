@@ -101,26 +101,31 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     return "bf16" if "AVX512" in isa.upper() or "AMX" in isa.upper() else "off"
 
 
-def _bar(loader, desc: str, quiet: bool):
-    return tqdm(loader, desc=desc, leave=False, disable=quiet, dynamic_ncols=True, unit="batch")
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Image batches go channels_last (faster convolutions on CPU and GPU); feature batches as they are."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+def _batches(loader, device: torch.device, desc: str, quiet: bool):
+    """(progress bar, iterator of (x, y) on `device`), skipping batches whose images were all unreadable."""
+    bar = tqdm(loader, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True, unit="batch")
+    return bar, ((to_device(b[0], device), b[1].to(device, non_blocking=True)) for b in bar if b is not None)
 
 
 def train_one_epoch(state: TrainState, loader, criterion, device: torch.device, amp: str = "off",
-                    desc: str = "train", quiet: bool = False) -> dict:
+                    desc: str = "train", quiet: bool = False, forward=None) -> dict:
+    """`forward` defaults to the model; last-layer training on cached features passes model.head."""
     model = state.model
+    forward = model if forward is None else forward
     set_train(model, state.mode)
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     loss_sum, correct, n = 0.0, 0, 0
     t0 = time.perf_counter()
-    bar = _bar(loader, desc, quiet)
-    for batch in bar:
-        if batch is None:
-            continue
-        x, y = batch
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        y = y.to(device, non_blocking=True)
+    bar, batches = _batches(loader, device, desc, quiet)
+    for x, y in batches:
         with autocast(device, amp):
-            logits = model(x)
+            logits = forward(x)
             loss = criterion(logits.float(), y)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {state.epoch + 1}; "
@@ -149,17 +154,13 @@ def train_one_epoch(state: TrainState, loader, criterion, device: torch.device, 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, criterion, device: torch.device, amp: str = "off",
-             desc: str = "val", quiet: bool = False) -> dict:
+             desc: str = "val", quiet: bool = False, forward=None) -> dict:
     model.eval()
+    forward = model if forward is None else forward
     loss_sum, correct, n = 0.0, 0, 0
-    for batch in _bar(loader, desc, quiet):
-        if batch is None:
-            continue
-        x, y = batch
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        y = y.to(device, non_blocking=True)
+    for x, y in _batches(loader, device, desc, quiet)[1]:
         with autocast(device, amp):
-            logits = model(x)
+            logits = forward(x)
         loss_sum += criterion(logits.float(), y).item() * y.size(0)
         correct += (logits.argmax(1) == y).sum().item()
         n += y.size(0)

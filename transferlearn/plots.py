@@ -26,6 +26,20 @@ def _floats(rows: list[dict], key: str):
     return xs, ys
 
 
+def _save(fig, path, title: str = "", bbox_tight: bool = False) -> Path:
+    """Save and close. bbox_tight: crop to the drawn content (legends placed outside the axes), and
+    leave the layout to the caller."""
+    if title:
+        fig.suptitle(title)
+    if bbox_tight:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    else:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Loss and accuracy vs epoch, train and val, from results.csv rows."""
     warn_if_no_cjk_font([title])
@@ -41,12 +55,7 @@ def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], path: str | Path,
@@ -76,12 +85,7 @@ def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], 
     ax_time.set(title="training time (s)", ylim=(0, max(secs) * 1.2 if secs and max(secs) > 0 else 1))
     for ax in (ax_acc, ax_time):
         ax.tick_params(axis="x", labelrotation=15)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 # ---------------------------------------------------------------- evaluation plots
@@ -99,12 +103,6 @@ def class_colors(n: int) -> list:
 
 def _label_size(n: int) -> float:
     return 10 if n <= 10 else 8 if n <= 20 else 6.5
-
-
-def _save(fig, path) -> Path:
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
 
 
 def plot_confusion_matrix(cm, classes: list[str], path: str | Path, title: str = "") -> Path:
@@ -144,7 +142,7 @@ def plot_confusion_matrix(cm, classes: list[str], path: str | Path, title: str =
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, bbox_tight=True)
 
 
 def _curve_plot(data: dict, classes: list[str], scores: dict, path, xlabel: str, ylabel: str, title: str,
@@ -164,7 +162,7 @@ def _curve_plot(data: dict, classes: list[str], scores: dict, path, xlabel: str,
     if data:
         ax.legend(fontsize=_label_size(n), loc="center left", bbox_to_anchor=(1.01, 0.5),
                   ncol=1 if n <= 20 else 2, frameon=False)
-    return _save(fig, path)
+    return _save(fig, path, bbox_tight=True)
 
 
 def plot_pr_curves(pr: dict, classes: list[str], ap: dict, path: str | Path, macro_ap: float | None = None) -> Path:
@@ -195,7 +193,7 @@ def plot_per_class(per_class: dict, path: str | Path, title: str = "F1 per class
     ax.set(xlim=(0, 1.45), xlabel="F1", title=title, xticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.axvline(1.0, color="grey", lw=0.6, ls=":")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, bbox_tight=True)
 
 
 def plot_image_grid(images, titles: list[str], path: str | Path, colors: list | None = None,
@@ -226,7 +224,7 @@ def plot_image_grid(images, titles: list[str], path: str | Path, colors: list | 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, bbox_tight=True)
 
 
 def plot_features_2d(xy, labels, classes: list[str], path: str | Path, wrong=None, title: str = "") -> Path:
@@ -250,7 +248,7 @@ def plot_features_2d(xy, labels, classes: list[str], path: str | Path, wrong=Non
     ax.set(xticks=[], yticks=[], title=title)
     ax.legend(fontsize=_label_size(n), loc="center left", bbox_to_anchor=(1.01, 0.5),
               ncol=1 if n <= 20 else 2, frameon=False, markerscale=1.5)
-    return _save(fig, path)
+    return _save(fig, path, bbox_tight=True)
 
 
 # ---------------------------------------------------------------- dataset statistics
@@ -273,7 +271,7 @@ def plot_class_counts(classes: list[str], counts: dict[str, list[int]], path: st
     ax.set(ylabel="images", title=title or "images per class", ylim=(0, max(bottom.max(), 1) * 1.12))
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, bbox_tight=True)
 
 
 def plot_image_sizes(widths, heights, path: str | Path, title: str = "", labels=None,
@@ -299,4 +297,4 @@ def plot_image_sizes(widths, heights, path: str | Path, title: str = "", labels=
         ax.set_title(title or f"image sizes: {len(w)} images, median {int(np.median(w))}x{int(np.median(h))} px")
     ax.set(xlabel="width (px)", ylabel="height (px)")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, bbox_tight=True)

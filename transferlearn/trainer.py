@@ -16,9 +16,9 @@ from torch import nn
 
 from . import checkpoint as ckpt_io
 from .data import find_splits, make_loader, preprocess_config, train_transform, eval_transform, resolve_workers
-from .engine import create_state, evaluate, resolve_amp, train_one_epoch
+from .engine import autocast, create_state, evaluate, resolve_amp, train_one_epoch
 from .models import create_model, get_spec
-from .modes import DEFAULTS, MODES, check_mode
+from .modes import DEFAULTS, MODES, backbone_frozen, check_mode
 from .plots import plot_comparison, plot_curves
 from .report import write_compare_report, write_report
 from .runs import RESULT_COLUMNS, TensorBoardLogger, increment_path, read_csv, write_csv, write_json, write_yaml
@@ -47,7 +47,11 @@ class TrainConfig:
     workers: str | int = "auto"
     seed: int = 0
     device: str = "auto"
-    amp: str = "off"  # off | bf16 | fp16 | auto
+    amp: str = "auto"  # off | bf16 | fp16 | auto (bf16 where the CPU/GPU runs it natively)
+    feature_cache: bool | None = None  # None: on in last-layer mode (frozen backbone features computed once)
+    aug_views: int = 4  # augmented views per training image in the feature cache
+    cache: bool = True  # decode + resize every image once into an on-disk uint8 cache
+    cache_dir: str | None = None
     eval_interval: int = 1
     eval_start_epoch: int = 1
     project: str = "runs"
@@ -69,6 +73,12 @@ class TrainConfig:
         if c.mode == "scratch" and c.weights == "imagenet":
             raise ValueError("mode scratch trains from random init; --weights imagenet contradicts it "
                              "(use --mode all-layers to fine-tune ImageNet weights)")
+        if c.feature_cache is None:
+            c.feature_cache = backbone_frozen(c.mode)
+        if c.feature_cache and not backbone_frozen(c.mode):
+            raise ValueError(f"--feature-cache needs a frozen backbone (mode last-layer), not {c.mode}")
+        if c.aug_views < 1:
+            raise ValueError("--aug-views must be at least 1")
         if c.eval_interval < 1 or c.epochs < 1:
             raise ValueError("--epochs and --eval-interval must be at least 1")
         return c
@@ -93,6 +103,44 @@ def _should_eval(epoch: int, cfg: TrainConfig) -> bool:
     if epoch == cfg.epochs:
         return True
     return epoch >= cfg.eval_start_epoch and (epoch - cfg.eval_start_epoch) % cfg.eval_interval == 0
+
+
+def build_loaders(splits, pre: dict, cfg: TrainConfig, model, device, amp: str):
+    """(train batches, val batches, forward function) for this run's caching choices.
+
+    Uncached: PIL decode + augment every epoch. Decode cache: pixels decoded once, augmented as
+    tensors. Feature cache (last-layer): the frozen backbone runs once over K augmented views of
+    train and one clean view of val, and the epochs train the head on those features.
+    """
+    workers = resolve_workers(cfg.workers)
+    if not cfg.cache:
+        train_dl = make_loader(splits.train, train_transform(pre), cfg.batch_size, shuffle=True, workers=workers,
+                               seed=cfg.seed)
+        val_dl = make_loader(splits.val, eval_transform(pre), cfg.batch_size, shuffle=False, workers=workers)
+        make_train_view = lambda: make_loader(splits.train, train_transform(pre), cfg.batch_size,  # noqa: E731
+                                              shuffle=False, workers=workers)
+    else:
+        from .cache import CachedImageDataset, DecodedImages, tensor_transform
+        def cached(samples, train, shuffle, n_workers=0):
+            decoded = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir, workers, cfg.quiet)
+            ds = CachedImageDataset(decoded, [y for _, y in samples], tensor_transform(pre, train))
+            return make_loader(ds, None, cfg.batch_size, shuffle=shuffle, workers=n_workers, seed=cfg.seed)
+        train_dl = cached(splits.train, True, True)
+        val_dl = cached(splits.val, False, False)
+        make_train_view = lambda: cached(splits.train, True, False)  # noqa: E731
+    if not cfg.feature_cache:
+        return train_dl, val_dl, None
+
+    from .cache import FeatureBatches, extract_features
+    ctx = lambda: autocast(device, amp)  # noqa: E731
+    views, labels = [], None
+    for k in range(cfg.aug_views):
+        f, labels = extract_features(model.backbone, make_train_view(), device, ctx,
+                                     desc=f"features: train view {k + 1}/{cfg.aug_views}", quiet=cfg.quiet)
+        views.append(f)
+    vf, vl = extract_features(model.backbone, val_dl, device, ctx, desc="features: val", quiet=cfg.quiet)
+    return (FeatureBatches(views, labels, cfg.batch_size, shuffle=True, seed=cfg.seed),
+            FeatureBatches([vf], vl, cfg.batch_size, shuffle=False), model.head)
 
 
 def _log(msg: str) -> None:
@@ -124,9 +172,6 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
         log(note)
     spec = get_spec(cfg.arch)
     pre = preprocess_config(cfg.img_size, spec.mean, spec.std)
-    train_loader = make_loader(splits.train, train_transform(pre), cfg.batch_size, shuffle=True,
-                               workers=cfg.workers, seed=cfg.seed)
-    val_loader = make_loader(splits.val, eval_transform(pre), cfg.batch_size, shuffle=False, workers=cfg.workers)
     counts = splits.counts("train")
     log(f"data {cfg.data}: {len(splits.classes)} classes, {len(splits.train)} train / {len(splits.val)} val images")
 
@@ -136,6 +181,12 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     state = create_state(model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                          cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    t_start = time.perf_counter()
+    train_loader, val_loader, forward = build_loaders(splits, pre, cfg, model, device, amp)
+    prep_seconds = time.perf_counter() - t_start
+    state.train_seconds += prep_seconds  # decoding and feature extraction are part of the training cost
+    pipeline = ("frozen features cached" if cfg.feature_cache else "decoded once" if cfg.cache
+                else f"decoded every epoch, {resolve_workers(cfg.workers)} workers")
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
 
@@ -147,7 +198,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     tb = TensorBoardLogger(run_dir)
     log(f"{cfg.mode} | {cfg.arch} weights={cfg.weights} | {n_train:,} of {n_all:,} parameters trainable | "
         f"{cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g} {cfg.scheduler} | device {device}"
-        f"{' ' + amp if amp != 'off' else ''} | workers {resolve_workers(cfg.workers)} | run folder {run_dir}")
+        f"{' ' + amp if amp != 'off' else ''} | data: {pipeline} | run folder {run_dir}")
 
     meta = {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(splits.classes),
             "classes": splits.classes, "preprocess": pre, "mode": cfg.mode, "weights": cfg.weights,
@@ -161,18 +212,17 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
             obj["train_state"] = state.state_dict()
         ckpt_io.save(obj, path)
 
-    t_start = time.perf_counter()
     try:
         while state.epoch < cfg.epochs:
             epoch = state.epoch + 1
             lr = state.optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             row = {"epoch": epoch, "lr": lr,
-                   **train_one_epoch(state, train_loader, criterion, device, amp,
+                   **train_one_epoch(state, train_loader, criterion, device, amp, forward=forward,
                                      desc=f"epoch {epoch}/{cfg.epochs} train", quiet=cfg.quiet)}
             state.epoch = epoch
             if _should_eval(epoch, cfg):
-                row.update(evaluate(model, val_loader, criterion, device, amp,
+                row.update(evaluate(model, val_loader, criterion, device, amp, forward=forward,
                                     desc=f"epoch {epoch}/{cfg.epochs} val", quiet=cfg.quiet))
             row["seconds"] = round(time.perf_counter() - t0, 3)
             state.history.append(row)
@@ -197,7 +247,11 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
                "final_train_acc": state.history[-1]["train_acc"],
                "final_val_acc": next((r["val_acc"] for r in reversed(state.history) if "val_acc" in r), None),
                "train_seconds": round(state.train_seconds, 2), "wall_seconds": round(wall, 2),
-               "images_per_second": round(state.images_seen / max(state.train_seconds, 1e-9), 1),
+               "images_per_second": round(cfg.epochs * len(splits.train) / max(state.train_seconds, 1e-9), 1),
+               "feature_cache": cfg.feature_cache, "decode_cache": cfg.cache,
+               "prep_seconds": round(prep_seconds, 2),
+               "epoch_images_per_second": round(sum(r["train_images"] for r in state.history) /
+                                                max(sum(r["train_seconds"] for r in state.history), 1e-9), 1),
                "train_images": len(splits.train), "val_images": len(splits.val),
                "classes": len(splits.classes), "trainable_params": n_train, "total_params": n_all,
                "device": str(device), "amp": amp, "run_dir": str(run_dir)}

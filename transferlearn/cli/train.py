@@ -35,8 +35,19 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--step-size", type=int, default=7, help="epochs between lr drops (step scheduler)")
     g.add_argument("--gamma", type=float, default=0.1, help="lr factor per drop (step scheduler)")
     g.add_argument("--label-smoothing", type=float, default=0.0)
-    g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"], default="off",
-                   help="mixed precision: bf16 autocast (CPU with AVX-512/AMX, or CUDA), fp16 (CUDA)")
+    g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"], default="auto",
+                   help="mixed precision. auto: bf16 autocast on CPUs with AVX-512/AMX and on CUDA GPUs that "
+                        "support it, fp16 on older GPUs, off elsewhere")
+    g = p.add_argument_group("speed")
+    g.add_argument("--feature-cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="last-layer: run the frozen backbone once and train the head on cached features "
+                        "(default: on in last-layer mode)")
+    g.add_argument("--aug-views", type=int, default=4,
+                   help="augmented views per training image in the feature cache")
+    g.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="decode every image every epoch instead of once into the on-disk cache")
+    g.add_argument("--cache-dir", default=None, help="cache folder (default: $TRANSFERLEARN_CACHE or "
+                                                     "~/.cache/transferlearn)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

@@ -1,0 +1,110 @@
+"""Benchmark: the PyTorch tutorial's training loop vs transferlearn, same data, backbone, epochs, machine.
+
+    python bench/benchmark.py --data ../shared/data/hymenoptera_data --epochs 25 \
+        --reference ../shared/bench/reference_tutorial.py --modes last-layer all-layers
+
+Runs each configuration in its own process, one after the other (never two at once), with a cold
+decode cache for ours, and prints a markdown table; also the model-only training step throughput
+(synthetic tensors) against our end-to-end throughput, so the data pipeline's share shows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REF_MODE = {"last-layer": "fixed", "all-layers": "finetune", "scratch": "scratch"}
+
+
+def run_reference(script: str, data: str, mode: str, epochs: int) -> dict:
+    p = subprocess.run([sys.executable, script, "--data", data, "--mode", REF_MODE[mode], "--epochs", str(epochs)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def run_ours(data: str, mode: str, epochs: int, arch: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "TRANSFERLEARN_CACHE": str(Path(tmp) / "cache")}  # cold cache: decoding counts
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "transferlearn", "train", "--data", data, "--mode", mode,
+                        "--arch", arch, "--epochs", str(epochs), "--project", tmp, "--name", "run", "--quiet",
+                        *extra], check=True, env=env, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        s = json.loads((Path(tmp) / "run" / "summary.json").read_text())
+    s["process_seconds"] = wall
+    return s
+
+
+def model_step_throughput(arch: str, mode: str, batch: int = 32, size: int = 224, steps: int = 6) -> float:
+    """Images/s of forward+backward+step on synthetic tensors: the ceiling for end-to-end training."""
+    import torch
+    from transferlearn.engine import autocast, create_state, resolve_amp
+    from transferlearn.models import create_model
+    from transferlearn.modes import set_train
+    device = torch.device("cpu")
+    amp = resolve_amp("auto", device)
+    m = create_model(arch, 2, weights="none").to(memory_format=torch.channels_last)
+    st = create_state(m, mode, "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1)
+    set_train(m, mode)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 2, (batch,))
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        with autocast(device, amp):
+            loss = torch.nn.functional.cross_entropy(m(x).float(), y)
+        st.optimizer.zero_grad()
+        loss.backward()
+        st.optimizer.step()
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--arch", default="efficientnet_lite0")
+    ap.add_argument("--modes", nargs="+", default=["last-layer", "all-layers"])
+    ap.add_argument("--reference", default=str(Path(__file__).resolve().parents[2] / "shared" / "bench" /
+                                                "reference_tutorial.py"))
+    ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the raw numbers here")
+    a = ap.parse_args()
+    rows, raw = [], {}
+    for mode in a.modes:
+        ref = None
+        if not a.skip_reference:
+            print(f"reference loop, {mode} ...", file=sys.stderr, flush=True)
+            ref = run_reference(a.reference, a.data, mode, a.epochs)
+        print(f"transferlearn, {mode} ...", file=sys.stderr, flush=True)
+        ours = run_ours(a.data, mode, a.epochs, a.arch, [])
+        raw[mode] = {"reference": ref, "ours": ours}
+        if ref:
+            rows.append(f"| {mode} | tutorial loop (fp32, PIL every epoch) | {ref['best_val_acc']:.4f} | "
+                        f"{ref['seconds']:.1f} | {ref['images_per_second']:.1f} | 1.0x |")
+        speed = f"{ref['seconds'] / ours['process_seconds']:.1f}x" if ref else "-"
+        how = "feature cache" if ours["feature_cache"] else "decode cache"
+        rows.append(f"| {mode} | transferlearn ({how}, {ours['amp']}) | {ours['best_val_acc']:.4f} | "
+                    f"{ours['process_seconds']:.1f} | {a.epochs * ours['train_images'] / ours['process_seconds']:.1f} | "
+                    f"{speed} |")
+    print(f"\n{a.arch}, {Path(a.data).name}, {a.epochs} epochs, {os.cpu_count()} CPU cores; wall seconds include "
+          f"process start, weights, cold cache build, training and validation.\n")
+    print("| mode | loop | best val acc | wall s | train img/s | speed-up |\n|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    if "all-layers" in a.modes:
+        ceiling = model_step_throughput(a.arch, "all-layers")
+        e2e = raw["all-layers"]["ours"]["epoch_images_per_second"]
+        raw["model_only_images_per_second"] = ceiling
+        print(f"\nall-layers training step, synthetic tensors (model only): {ceiling:.1f} img/s; "
+              f"end to end (epochs' train phase, real data): {e2e:.1f} img/s = {e2e / ceiling:.0%} of model-only")
+    if a.json:
+        Path(a.json).write_text(json.dumps(raw, indent=2))
+
+
+if __name__ == "__main__":
+    main()
