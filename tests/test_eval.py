@@ -246,3 +246,19 @@ def test_eval_skips_unreadable_images(trained, tmp_path):
     m = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))
     assert m["skipped_files"] == [str(broken)]
     assert m["num_samples"] == 15 == len(_read_predictions(tmp_path / "o"))
+
+
+def test_tsne_after_torch_is_fast():
+    """Regression: with PyTorch's OpenMP threads alive, scikit-learn's t-SNE spun for 43 s on 12 points."""
+    import time
+
+    import torch
+
+    from transferlearn.evaluate import embed_2d
+
+    torch.nn.Conv2d(3, 16, 3)(torch.randn(4, 3, 32, 32))
+    x = np.random.default_rng(0).normal(size=(40, 64))
+    t = time.perf_counter()
+    xy = embed_2d(x, "tsne")
+    assert xy.shape == (40, 2) and np.isfinite(xy).all()
+    assert time.perf_counter() - t < 10

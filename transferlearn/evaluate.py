@@ -128,25 +128,31 @@ def predict_folder(model, samples: list[tuple[str, int]], preprocess: dict, batc
 # ---------------------------------------------------------------- 2-D embedding
 
 def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
-    """Penultimate features to 2-D with t-SNE (scikit-learn) or UMAP (umap-learn, optional)."""
+    """Penultimate features to 2-D with t-SNE (scikit-learn) or UMAP (umap-learn, optional).
+
+    Runs with one OpenMP thread: after a PyTorch forward pass, PyTorch's and scikit-learn's OpenMP
+    runtimes spin against each other, and t-SNE of even 12 points took 43 s instead of 0.1 s."""
+    from threadpoolctl import threadpool_limits
+
     x = np.asarray(features, dtype=np.float32)
     n = len(x)
     if n < 5:
         raise ValueError(f"{n} images are too few for a 2-D embedding")
-    if x.shape[1] > 50 and n > 50:  # PCA first: the usual speed-up, and it removes noise
-        from sklearn.decomposition import PCA
-        x = PCA(n_components=50, random_state=seed).fit_transform(x)
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-        return TSNE(n_components=2, perplexity=float(min(30, (n - 1) / 3)), init="pca", random_state=seed,
-                    learning_rate="auto").fit_transform(x)
-    if method == "umap":
+    if method not in ("tsne", "umap"):
+        raise ValueError(f"unknown embedding {method!r}; use tsne, umap or none")
+    with threadpool_limits(limits=1, user_api="openmp"):
+        if x.shape[1] > 50 and n > 50:  # PCA first: the usual speed-up, and it removes noise
+            from sklearn.decomposition import PCA
+            x = PCA(n_components=50, random_state=seed).fit_transform(x)
+        if method == "tsne":
+            from sklearn.manifold import TSNE
+            return TSNE(n_components=2, perplexity=float(min(30, (n - 1) / 3)), init="pca", random_state=seed,
+                        learning_rate="auto").fit_transform(x)
         try:
             import umap
         except ImportError as e:
             raise ImportError("--embed umap needs umap-learn: pip install umap-learn (or use --embed tsne)") from e
         return umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed).fit_transform(x)
-    raise ValueError(f"unknown embedding {method!r}; use tsne, umap or none")
 
 
 def _features_html(xy, preds: Predictions, classes: list[str], path: Path, title: str, colors: list[str]) -> bool:
