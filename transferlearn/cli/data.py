@@ -1,0 +1,63 @@
+"""`transferlearn data check|split|get`: inspect, split and download image-folder datasets."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _check(args) -> int:
+    from transferlearn import datacheck
+
+    if args.undo:
+        res = datacheck.undo(args.undo)
+        return 0 if not (res["skipped"] or res["missing"]) else 1
+    if not args.dir:
+        raise ValueError("data check needs DIR (or --undo QUARANTINE_DIR)")
+    report = datacheck.check(args.dir, min_size=args.min_size, max_pixels=args.max_pixels, workers=args.workers,
+                             progress=not args.quiet and not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        print(datacheck.format_report(report, max_list=10**9 if args.verbose else 20))
+    if args.fix and not report.clean:
+        log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+        moved = datacheck.fix(report, args.quarantine, log=log)
+        moved_paths = {m["original"] for m in moved}
+        left = {p for k, p, _ in report.findings(datacheck.PROBLEM_KINDS + datacheck.WARNING_KINDS)} - moved_paths
+        if left:
+            log(f"{len(left)} problem(s) left in place (not movable by --fix): see the list above")
+        return 1 if left else 0
+    return 0 if report.clean else 1
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("data", help="check, split or download image-folder datasets",
+                       description="Dataset tools: `check` finds corrupt, duplicate and junk files; `split` makes "
+                                   "train/val/test folders; `get` downloads a known dataset.")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    c = dsub.add_parser("check", help="find unreadable, duplicate, tiny, huge and junk files",
+                        description="Scan every file under DIR and report per class: unreadable or truncated "
+                                    "images, zero-byte files, wrong extensions, non-RGB modes, tiny and huge "
+                                    "images, exact duplicates (within a class, across train/val = leakage, across "
+                                    "classes = label noise) and hidden/junk files. Exit code 0 when clean, 1 when "
+                                    "problems were found (with --fix: 1 only when some remain).")
+    c.add_argument("dir", nargs="?", metavar="DIR", help="dataset folder (train/val/test or class folders)")
+    c.add_argument("--min-size", type=int, default=32, help="images with a side below this many pixels are 'tiny'")
+    c.add_argument("--max-pixels", type=int, default=None,
+                   help="width*height above this is 'huge' (default: PIL.Image.MAX_IMAGE_PIXELS as set by "
+                        "transferlearn, 200 MP)")
+    c.add_argument("--json", action="store_true", help="print the full report as JSON instead of the table")
+    c.add_argument("--fix", action="store_true",
+                   help="MOVE bad files (never delete) to the quarantine folder, with a manifest for --undo")
+    c.add_argument("--quarantine", default=None, metavar="QDIR",
+                   help="quarantine folder for --fix (default: DIR/../<DIR name>_quarantine)")
+    c.add_argument("--undo", default=None, metavar="QUARANTINE_DIR",
+                   help="put every file from a quarantine folder back where --fix took it from")
+    c.add_argument("--workers", type=int, default=None, help="reader threads (default: 2 per CPU core, max 8)")
+    c.add_argument("--verbose", action="store_true", help="list every finding, not the first 20 of each kind")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_check)
+
