@@ -65,21 +65,38 @@ def _scan(folder: Path, classes: list[str] | None, what: str) -> tuple[list[str]
 
 def stratified_split(samples: list[tuple[str, int]], fraction: float, seed: int):
     """Split (path, label) pairs per class; same seed and files give the same split on any machine."""
+    train, val, _ = stratified_split3(samples, fraction, 0.0, seed)
+    return train, val
+
+
+def stratified_split3(samples: list[tuple[str, int]], val_fraction: float, test_fraction: float, seed: int):
+    """(train, val, test) per class. Each class's sorted paths are shuffled by an RNG seeded with a string
+    (random.Random hashes it with SHA-512, not Python's randomised hash), so the same seed and file names
+    give the same split on any machine; val takes the first share, test the next, train the rest.
+    With test_fraction 0 this is exactly `stratified_split`. A class keeps at least one training image,
+    and gets at least one val (test) image when it has enough images and the fraction is not 0."""
     by_class: dict[int, list[str]] = {}
     for p, y in samples:
         by_class.setdefault(y, []).append(p)
-    train, val = [], []
+    train, val, test = [], [], []
     for y in sorted(by_class):
         paths = sorted(by_class[y])
         random.Random(f"{seed}-{y}").shuffle(paths)
-        k = round(len(paths) * fraction)
-        if len(paths) >= 2:
-            k = min(max(k, 1), len(paths) - 1)
+        n = len(paths)
+        k = round(n * val_fraction)
+        if n >= 2:
+            k = min(max(k, 1), n - 1) if val_fraction > 0 else 0
         else:
             k = 0
+        t = round(n * test_fraction)
+        if test_fraction > 0 and n - k >= 2:
+            t = min(max(t, 1), n - k - 1)
+        else:
+            t = 0
         val += [(p, y) for p in paths[:k]]
-        train += [(p, y) for p in paths[k:]]
-    return train, val
+        test += [(p, y) for p in paths[k:k + t]]
+        train += [(p, y) for p in paths[k + t:]]
+    return train, val, test
 
 
 def find_splits(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0) -> Splits:

@@ -31,6 +31,20 @@ def _check(args) -> int:
     return 0 if report.clean else 1
 
 
+def _split(args) -> int:
+    from transferlearn.split import format_counts, split_folder
+
+    res = split_folder(args.src, args.dst, val=args.val, test=args.test, seed=args.seed, link=args.link,
+                       force=args.force, progress=not args.quiet)
+    how = ", ".join(f"{n} {m}" for m, n in sorted(res.methods.items()))
+    print(format_counts(res))
+    for w in res.warnings:
+        print(f"warning: {w}")
+    print(f"\nwrote {res.dst} ({how}; seed {args.seed}); manifest {res.dst / 'split_manifest.csv'}, "
+          f"counts {res.dst / 'split_counts.csv'}\ntrain on it with: transferlearn train --data {res.dst}")
+    return 0
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("data", help="check, split or download image-folder datasets",
                        description="Dataset tools: `check` finds corrupt, duplicate and junk files; `split` makes "
@@ -61,3 +75,20 @@ def add_parser(sub) -> None:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_check)
 
+
+    s = dsub.add_parser("split", help="split a folder of class folders into train/val/test folders",
+                        description="Stratified, seeded split of SRC/<class>/* into DST/train, DST/val and "
+                                    "optionally DST/test. Reproducible on any machine: file names are sorted and "
+                                    "the RNG is seeded from --seed, not from Python's hash. Files are copied "
+                                    "(or hard-linked with --link); SRC is never changed.")
+    s.add_argument("src", metavar="SRC", help="folder of class folders")
+    s.add_argument("dst", metavar="DST", help="output folder (must be empty unless --force)")
+    s.add_argument("--val", type=float, default=0.2, help="fraction of each class for val/ (default 0.2)")
+    s.add_argument("--test", type=float, default=0.0, help="fraction of each class for test/ (default 0: none)")
+    s.add_argument("--seed", type=int, default=123)
+    s.add_argument("--link", action="store_true",
+                   help="hard-link instead of copying (symlinks where hard links are impossible)")
+    s.add_argument("--force", action="store_true",
+                   help="replace an earlier `data split` in DST (only files its manifest lists are removed)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_split)
