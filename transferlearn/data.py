@@ -145,9 +145,70 @@ def eval_transform(pre: dict):
                       T.CenterCrop(pre["img_size"]), T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])
 
 
-def train_transform(pre: dict):
-    return T.Compose([T.RandomResizedCrop(pre["img_size"], interpolation=T.InterpolationMode.BILINEAR),
-                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])
+AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+
+
+def train_transform(pre: dict, augment: str = "standard"):
+    """Training-time augmentation. none: the eval transform; light: resize + random crop of the
+    eval-sized image (mild) + flip; standard: RandomResizedCrop + flip; strong: standard +
+    TrivialAugmentWide + RandomErasing. The checkpoint records the preset (meta "augment")."""
+    size, interp = pre["img_size"], T.InterpolationMode.BILINEAR
+    norm = [T.ToTensor(), T.Normalize(pre["mean"], pre["std"])]
+    if augment == "none":
+        return eval_transform(pre)
+    if augment == "light":
+        return T.Compose([T.Resize(pre["resize"], interpolation=interp), T.RandomCrop(size),
+                          T.RandomHorizontalFlip(), *norm])
+    if augment == "standard":
+        return T.Compose([T.RandomResizedCrop(size, interpolation=interp), T.RandomHorizontalFlip(), *norm])
+    if augment == "strong":
+        return T.Compose([T.RandomResizedCrop(size, interpolation=interp), T.RandomHorizontalFlip(),
+                          T.TrivialAugmentWide(interpolation=interp), *norm, T.RandomErasing(p=0.25)])
+    raise ValueError(f"unknown --augment {augment!r}; choose one of: {', '.join(AUGMENT_PRESETS)}")
+
+
+# ---------------------------------------------------------------- class imbalance
+
+BALANCE_MODES = ("none", "weighted-loss", "sampler")
+
+
+def class_weights(counts: list[int]) -> list[float]:
+    """Inverse class frequency, scaled so a balanced dataset gets 1.0 everywhere (n / (k * n_c));
+    a class with no training images gets 0."""
+    n, k = sum(counts), sum(1 for c in counts if c)
+    return [n / (k * c) if c else 0.0 for c in counts]
+
+
+def balance_setup(samples: list[tuple[str, int]], counts: list[int], balance: str, seed: int = 0):
+    """(sampler, loss_weight) for `--balance`: weighted-loss gives CrossEntropyLoss weights inverse to class
+    frequency; sampler gives a seeded WeightedRandomSampler drawing every class equally often (with
+    replacement, one epoch = len(samples) draws); none gives (None, None)."""
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"unknown --balance {balance!r}; choose one of: {', '.join(BALANCE_MODES)}")
+    if balance == "weighted-loss":
+        return None, torch.tensor(class_weights(counts), dtype=torch.float32)
+    if balance == "sampler":
+        from torch.utils.data import WeightedRandomSampler
+        g = torch.Generator()
+        g.manual_seed(seed)
+        w = [1.0 / counts[y] for _, y in samples]
+        return WeightedRandomSampler(w, num_samples=len(samples), replacement=True, generator=g), None
+    return None, None
+
+
+def balance_report(classes: list[str], counts: list[int], balance: str = "none", warn_ratio: float = 3.0) -> list[str]:
+    """Log lines: the per-class training counts, and a warning when largest/smallest > warn_ratio."""
+    lines = ["train images per class: " + ", ".join(f"{c} {n}" for c, n in zip(classes, counts))]
+    present = [n for n in counts if n]
+    if present and warn_ratio and max(present) > warn_ratio * min(present):
+        big = classes[counts.index(max(present))]
+        small = classes[counts.index(min(present))]
+        ratio = max(present) / min(present)
+        hint = ("consider --balance weighted-loss or --balance sampler" if balance == "none"
+                else f"--balance {balance} compensates")
+        lines.append(f"warning: class imbalance: {big!r} has {ratio:.1f}x the images of {small!r} "
+                     f"(over --imbalance-warn {warn_ratio:g}); {hint}")
+    return lines
 
 
 # ---------------------------------------------------------------- dataset and loader

@@ -16,6 +16,7 @@ from torch import nn
 
 from . import checkpoint as ckpt_io
 from .data import find_splits, make_loader, preprocess_config, train_transform, eval_transform, resolve_workers
+from .data import balance_report, balance_setup
 from .engine import create_state, evaluate, resolve_amp, train_one_epoch
 from .models import create_model, get_spec
 from .modes import DEFAULTS, MODES, check_mode
@@ -42,6 +43,9 @@ class TrainConfig:
     step_size: int = 7
     gamma: float = 0.1
     label_smoothing: float = 0.0
+    balance: str = "none"  # none | weighted-loss | sampler (class imbalance)
+    imbalance_warn: float = 3.0  # warn when the largest class has more than this times the smallest's images
+    augment: str = "standard"  # none | light | standard | strong (data.train_transform)
     val_split: float = 0.2
     workers: str | int = "auto"
     seed: int = 0
@@ -115,11 +119,16 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
         log(note)
     spec = get_spec(cfg.arch)
     pre = preprocess_config(cfg.img_size, spec.mean, spec.std)
-    train_loader = make_loader(splits.train, train_transform(pre), cfg.batch_size, shuffle=True,
-                               workers=cfg.workers, seed=cfg.seed)
-    val_loader = make_loader(splits.val, eval_transform(pre), cfg.batch_size, shuffle=False, workers=cfg.workers)
     counts = splits.counts("train")
+    sampler, loss_weight = balance_setup(splits.train, counts, cfg.balance, cfg.seed)  # --balance
+    train_loader = make_loader(splits.train, train_transform(pre, cfg.augment), cfg.batch_size, shuffle=True,
+                               workers=cfg.workers, seed=cfg.seed, sampler=sampler)
+    val_loader = make_loader(splits.val, eval_transform(pre), cfg.batch_size, shuffle=False, workers=cfg.workers)
     log(f"data {cfg.data}: {len(splits.classes)} classes, {len(splits.train)} train / {len(splits.val)} val images")
+    for line in balance_report(splits.classes, counts, cfg.balance, cfg.imbalance_warn):
+        log(line)
+    if cfg.balance != "none" or cfg.augment != "standard":
+        log(f"balance {cfg.balance} | augment {cfg.augment}")
 
     # model and training state
     model = create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=log)
@@ -127,6 +136,9 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     state = create_state(model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                          cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    # --balance weighted-loss weights the training loss only; val loss stays comparable across runs
+    train_criterion = (criterion if loss_weight is None else
+                       nn.CrossEntropyLoss(weight=loss_weight.to(device), label_smoothing=cfg.label_smoothing))
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
 
@@ -142,7 +154,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
 
     meta = {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(splits.classes),
             "classes": splits.classes, "preprocess": pre, "mode": cfg.mode, "weights": cfg.weights,
-            "args": {k: v for k, v in asdict(cfg).items()}, "train_counts": counts,
+            "args": {k: v for k, v in asdict(cfg).items()}, "train_counts": counts, "augment": cfg.augment,
             "versions": ckpt_io.versions()}
 
     def save(path: Path, row: dict, with_state: bool) -> None:
@@ -159,7 +171,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
             lr = state.optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             row = {"epoch": epoch, "lr": lr,
-                   **train_one_epoch(state, train_loader, criterion, device, amp,
+                   **train_one_epoch(state, train_loader, train_criterion, device, amp,
                                      desc=f"epoch {epoch}/{cfg.epochs} train", quiet=cfg.quiet)}
             state.epoch = epoch
             if _should_eval(epoch, cfg):
