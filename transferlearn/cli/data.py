@@ -45,6 +45,20 @@ def _split(args) -> int:
     return 0
 
 
+def _get(args) -> int:
+    from transferlearn.datasets import DatasetGetError, get
+
+    try:
+        out = get(args.name, args.dir, from_path=args.from_path, force=args.force, no_verify=args.no_verify,
+                  progress=not args.quiet)
+    except DatasetGetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.name} is in {out}\ncheck it with: transferlearn data check {out}\n"
+          f"train on it with: transferlearn train --data {out}")
+    return 0
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("data", help="check, split or download image-folder datasets",
                        description="Dataset tools: `check` finds corrupt, duplicate and junk files; `split` makes "
@@ -92,3 +106,21 @@ def add_parser(sub) -> None:
                    help="replace an earlier `data split` in DST (only files its manifest lists are removed)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_split)
+
+    from transferlearn.datasets import DATASETS
+
+    g = dsub.add_parser("get", help="download a known dataset as train/val class folders",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Download (or take from --from / a packaged local copy), verify and convert a "
+                                    "dataset into DIR/NAME/train/<class>/ and DIR/NAME/val/<class>/.\n\n" +
+                                    "\n".join(f"  {n:14s} {d.description}" for n, d in DATASETS.items()))
+    g.add_argument("name", metavar="NAME", choices=list(DATASETS), help=" | ".join(DATASETS))
+    g.add_argument("dir", nargs="?", default="data", metavar="DIR",
+                   help="parent folder; the dataset goes to DIR/NAME (default: data)")
+    g.add_argument("--from", dest="from_path", default=None, metavar="FILE",
+                   help="use an archive you already downloaded (for mnist/fashion-mnist: the folder holding "
+                        "the four .gz files) instead of downloading")
+    g.add_argument("--force", action="store_true", help="rebuild DIR/NAME if it exists")
+    g.add_argument("--no-verify", action="store_true", help="accept a --from file whose checksum differs")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.set_defaults(func=_get)
