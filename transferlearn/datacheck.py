@@ -47,6 +47,8 @@ FIX_KINDS = ("zero-byte", "unreadable", "truncated", "wrong-extension", "huge", 
              "cross-class", "junk")
 
 MANIFEST = "manifest.jsonl"
+# files transferlearn itself writes at the top of a dataset (datasets.SOURCE_FILE, split.MANIFEST, split.COUNTS)
+METADATA_FILES = {"transferlearn_source.json", "split_manifest.csv", "split_counts.csv"}
 
 
 @dataclass
@@ -244,6 +246,8 @@ def check(root: str | os.PathLike, min_size: int = 32, max_pixels: int | None = 
             what = "folder" if stub.is_dir else "file"
             stub.findings.append(("junk", f"hidden/system {what}; never a sample"))
             report.files.append(stub)
+        elif stub.path in METADATA_FILES:
+            continue  # written by `data get` / `data split` next to the class folders
         elif Path(stub.path).suffix.lower() not in IMAGE_EXTENSIONS or not in_class:
             where = "not an image extension" if in_class else "outside any class folder"
             stub.findings.append(("ignored", f"{where}; training skips it"))
@@ -347,6 +351,15 @@ def format_report(report: CheckReport, max_list: int = 20) -> str:
             continue
         label = "problem" if kind in PROBLEM_KINDS else "warning" if kind in WARNING_KINDS else "note"
         lines += ["", f"{kind} ({label}, {len(items)}):"]
+        if kind == "tiny":
+            lines[-1] += " images small by nature (e.g. 28x28 MNIST) are fine: lower --min-size to silence this"
+        if kind in NOTE_KINDS:  # often thousands of the same note: one line per distinct detail
+            groups: dict[str, list[str]] = {}
+            for p, d in items:
+                groups.setdefault(d, []).append(p)
+            for d, ps in sorted(groups.items(), key=lambda t: -len(t[1]))[:max_list]:
+                lines.append(f"  {len(ps)} file(s): {d} (e.g. {ps[0]})" if len(ps) > 1 else f"  {ps[0]}: {d}")
+            continue
         for p, d in items[:max_list]:
             lines.append(f"  {p}: {d}")
         if len(items) > max_list:

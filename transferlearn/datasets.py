@@ -438,8 +438,9 @@ def get(name: str, root: str | os.PathLike = "data", from_path: str | os.PathLik
         if algo and not ok:
             expected = res.sha256 or res.md5
             if origin == "local":
-                entry["note"] = (f"packaged copy; its bytes differ from the upstream file ({algo} {expected}): "
-                                 f"packagers recompress. Content checked by the converter, not by checksum.")
+                entry["note"] = (f"packaged copy (installed by the system's package manager): its {algo} differs "
+                                 f"from the upstream file's ({expected}), e.g. recompressed; not verified, "
+                                 f"only its structure is checked while converting")
                 log(f"note: {path}: {entry['note']}")
             elif no_verify:
                 entry["note"] = f"{algo} mismatch accepted with --no-verify (expected {expected})"
