@@ -93,6 +93,8 @@ def test_refuses_nonempty_dst_and_force_replaces_only_own_files(tmp_path):
     assert (dst / "val" / "ant" / "mine.png").exists()
     with pytest.raises(DatasetError, match="inside the source"):
         split_folder(src, src / "out", progress=False)
+    with pytest.raises(DatasetError, match="already split"):
+        split_folder(dst, tmp_path / "again", progress=False)
 
 
 def test_link_mode_hardlinks(tmp_path):

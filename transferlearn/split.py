@@ -102,9 +102,10 @@ def split_folder(src: str | os.PathLike, dst: str | os.PathLike, val: float = 0.
         raise DatasetError(f"source folder {src} does not exist")
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise DatasetError(f"--val {val} and --test {test} must be fractions in [0, 1) with val + test < 1")
-    if (src / "train").is_dir() and any((src / v).is_dir() for v in VAL_NAMES):
-        raise DatasetError(f"{src} is already split (has train/ and val/); point `data split` at a folder of "
-                           f"class folders, e.g. {src / 'train'}")
+    if (src / "train").is_dir():
+        also = " and val/" if any((src / v).is_dir() for v in VAL_NAMES) else ""
+        raise DatasetError(f"{src} is already split (has a train/ folder{also}); point `data split` at a folder "
+                           f"of class folders, e.g. {src / 'train'}")
     classes = list_class_dirs(src)
     if not classes:
         raise DatasetError(f"{src} has no class folders; expected {src}/<class>/<images>")
