@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from defects import noise_image  # noqa: E402
