@@ -450,6 +450,8 @@ def undo(quarantine: str | os.PathLike, log=print) -> dict:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(src), str(dst))
         restored += 1
+        if e.get("sha256") and not e.get("is_dir") and hashlib.sha256(dst.read_bytes()).hexdigest() != e["sha256"]:
+            log(f"warning: {dst} was changed while in quarantine (sha256 differs from when it was moved)")
     if left:
         man_path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in reversed(left)),
                             encoding="utf-8")
