@@ -46,6 +46,16 @@ def test_stratified_split3_matches_two_way_split_and_is_stable():
     assert sorted(p for p, y in va if y == 0) == ["c0/1.jpg", "c0/7.jpg"]
 
 
+def test_split_same_for_nfc_and_nfd_names():
+    import unicodedata
+    names = ["café.jpg", "cafe.jpg", "cafè2.jpg", "Zoë.jpg", "zoe.jpg", "ähre.jpg", "b.jpg"]
+    nfc = [(f"c/{unicodedata.normalize('NFC', n)}", 0) for n in names]
+    nfd = [(f"c/{unicodedata.normalize('NFD', n)}", 0) for n in names]
+    norm = lambda part: [unicodedata.normalize("NFC", p) for p, _ in part]  # noqa: E731
+    a, b = stratified_split3(nfc, 0.3, 0.2, 1), stratified_split3(nfd, 0.3, 0.2, 1)
+    assert [norm(x) for x in a] == [norm(x) for x in b]
+
+
 def test_split_copy_counts_manifest_and_train_reads_it(tmp_path, capsys):
     src = make_flat(tmp_path / "src")
     dst = tmp_path / "out"

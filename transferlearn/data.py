@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,15 +73,16 @@ def stratified_split(samples: list[tuple[str, int]], fraction: float, seed: int)
 def stratified_split3(samples: list[tuple[str, int]], val_fraction: float, test_fraction: float, seed: int):
     """(train, val, test) per class. Each class's sorted paths are shuffled by an RNG seeded with a string
     (random.Random hashes it with SHA-512, not Python's randomised hash), so the same seed and file names
-    give the same split on any machine; val takes the first share, test the next, train the rest.
-    With test_fraction 0 this is exactly `stratified_split`. A class keeps at least one training image,
+    give the same split on any machine (names compared in Unicode NFC form); val takes the first share,
+    test the next, train the rest. With test_fraction 0 this is exactly `stratified_split`. A class keeps at least one training image,
     and gets at least one val (test) image when it has enough images and the fraction is not 0."""
     by_class: dict[int, list[str]] = {}
     for p, y in samples:
         by_class.setdefault(y, []).append(p)
     train, val, test = [], [], []
     for y in sorted(by_class):
-        paths = sorted(by_class[y])
+        # sorted by the NFC form: macOS file systems return decomposed (NFD) names, Linux keeps what was written
+        paths = sorted(by_class[y], key=lambda p: (unicodedata.normalize("NFC", p), p))
         random.Random(f"{seed}-{y}").shuffle(paths)
         n = len(paths)
         k = round(n * val_fraction)
