@@ -19,7 +19,7 @@ def versions() -> dict:
     import torchvision
 
     from . import __version__
-    return {"transferlearn": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"transferlearn": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "python": platform.python_version()}
 
 
