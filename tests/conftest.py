@@ -32,9 +32,44 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_data, tmp_path_factory):
     """Path of best.pt from a 1-epoch last-layer mobilenet_v2 run on `tiny_data` (64 px)."""
+    from pathlib import Path
+
+    import torch
+
     from transferlearn.trainer import train
     project = tmp_path_factory.mktemp("tiny_runs")
-    summary = train(data=str(tiny_data), arch="mobilenet_v2", weights="imagenet", epochs=1, img_size=64,
-                    batch_size=8, workers=0, quiet=True, project=str(project))
-    from pathlib import Path
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_torch_thread
+    try:
+        summary = train(data=str(tiny_data), arch="mobilenet_v2", weights="imagenet", epochs=1, img_size=64,
+                        batch_size=8, workers=0, quiet=True, project=str(project))
+    finally:
+        torch.set_num_threads(n)
     return Path(summary["run_dir"]) / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory):
+    """`tiny_checkpoint` exported to ONNX with a dynamic batch axis (verified); returns the ExportReport."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from transferlearn.export import export
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return export(tiny_checkpoint, "onnx", tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx",
+                      dynamic_batch=True)
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """torch with one intra-op thread for the test: on a shared, busy CPU, OpenMP's spinning threads
+    can make a small forward pass 50x slower."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -23,6 +23,8 @@ from transferlearn.serve import background_server, create_app  # noqa: E402
 
 TINY_CLASSES = ["red", "blue", "苹果"]  # as in conftest.tiny_data
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BYTES = 300_000
 MAX_PIXELS = 1_000_000

@@ -258,10 +258,13 @@ class Classifier:
     # ------------------------------------------------ construction
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str = "cpu") -> "Classifier":
+    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str = "cpu",
+             threads: int | None = None) -> "Classifier":
         """A checkpoint (.pt / run folder) for backend "torch", or an .onnx file for "onnxruntime".
 
         backend="onnxruntime" with a checkpoint or run folder uses the exported `best.onnx` beside it.
+        threads: compute threads (onnxruntime: this session's intra-op threads; torch: the process-wide
+        `torch.set_num_threads`). Default: the library's own default (all cores).
         """
         if backend not in ("auto",) + BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -272,7 +275,10 @@ class Classifier:
         if backend == "onnxruntime":
             if not is_onnx:
                 p = find_onnx_for(p)
-            return cls.from_onnx(p)
+            return cls.from_onnx(p, threads=threads)
+        if threads:
+            import torch
+            torch.set_num_threads(int(threads))
         if is_onnx:
             raise ValueError(f"{p} is an ONNX file: use backend 'onnxruntime' (predict --backend onnxruntime)")
         return cls.from_checkpoint(p, device=device)

@@ -9,7 +9,7 @@ def _predict(args) -> int:
     from transferlearn.predict import (Classifier, collect_paths, format_table, plot_name, plot_prediction,
                                        summarize, write_csv, write_json)
 
-    clf = Classifier.load(args.checkpoint, backend=args.backend, device=args.device)
+    clf = Classifier.load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads)
     args.topk = max(1, min(args.topk, len(clf.classes)))
     paths, problems = collect_paths(args.paths)
     for msg in problems:
@@ -69,6 +69,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", default="auto", help="image decoding processes (auto: one per CPU core, max 8)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (torch backend)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="compute threads for the model (default: all cores); 1 is often faster on a busy machine")
     p.add_argument("--max-rows", type=int, default=50, help="rows of the terminal table (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; no table when --csv/--json is given")
     p.set_defaults(func=_predict)
