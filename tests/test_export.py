@@ -89,3 +89,11 @@ def test_backend_throughput_same_images(tiny_onnx, tiny_checkpoint, tiny_data):
     assert [p.path for p in a] == [p.path for p in b] == files
     assert [p.label for p in a] == [p.label for p in b]
     assert max(abs(x.confidence - y.confidence) for x, y in zip(a, b)) < 1e-4
+
+
+def test_missing_optional_dependency_message(capsys):
+    from transferlearn.cli.extras import missing_extra
+    assert missing_extra(ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"), "export") == 2
+    assert "pip install 'transferlearn[export]'" in capsys.readouterr().err
+    with pytest.raises(ModuleNotFoundError):  # anything else is a real bug, not a missing extra
+        missing_extra(ModuleNotFoundError("x", name="somethingelse"), "export")

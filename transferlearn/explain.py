@@ -174,6 +174,6 @@ def save_explanation(exp: Explanation, path: str | os.PathLike, title: str | Non
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return path

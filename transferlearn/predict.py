@@ -151,15 +151,17 @@ class TorchBackend:
     def __init__(self, model, device="cpu"):
         import torch
         self.torch = torch
-        self.model = model
         self.device = torch.device(device)
+        # channels_last: ~1.5x faster convolutions on CPU (depthwise ones especially), same results
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
 
     def __call__(self, batch) -> np.ndarray:
         torch = self.torch
         if isinstance(batch, np.ndarray):
             batch = torch.from_numpy(batch)
         with torch.inference_mode():
-            return self.model(batch.to(self.device)).float().cpu().numpy()
+            x = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().cpu().numpy()
 
 
 class OnnxBackend:
@@ -484,7 +486,7 @@ def summarize(preds: Sequence[Prediction]) -> dict[str, int]:
 
 def plot_prediction(pred: Prediction, classes: Sequence[str], preprocess: dict, path: str | os.PathLike,
                     image: Image.Image | None = None, max_bars: int = 20) -> Path:
-    """The image (as the model sees it) beside a horizontal bar chart of class confidences."""
+    """The image (dashed: the center crop the model sees) beside a bar chart of class confidences."""
     from .plots import plt  # Agg backend and CJK font already set up there
     img = image if image is not None else load_rgb(pred.path)
     probs = pred.probs if pred.probs is not None else np.array([dict(pred.topk).get(c, 0.0) for c in classes])
@@ -492,7 +494,15 @@ def plot_prediction(pred: Prediction, classes: Sequence[str], preprocess: dict, 
     n = len(order)
     fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(10, max(3.6, 0.32 * n + 1.2)),
                                          gridspec_kw={"width_ratios": [1, 1.2]})
-    ax_img.imshow(crop_for_display(img, preprocess))
+    img = to_rgb(img)
+    if max(img.size) > 1024:  # plots need no more; keeps thousands of plots fast
+        img = img.copy()
+        img.thumbnail((1024, 1024))
+    ax_img.imshow(img)
+    w, h = img.size  # dashed: the center crop the model sees
+    side = min(w, h) * preprocess["img_size"] / preprocess["resize"]
+    for style in ({"ls": "-", "lw": 2.2, "ec": "black"}, {"ls": "--", "lw": 1.4, "ec": "white"}):
+        ax_img.add_patch(plt.Rectangle(((w - side) / 2, (h - side) / 2), side, side, fill=False, alpha=0.85, **style))
     ax_img.set_axis_off()
     ax_img.set_title(Path(pred.path).name if pred.path else "image", fontsize=10)
     colors = ["tab:orange" if j == pred.index else "tab:blue" for j in order]

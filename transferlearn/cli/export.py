@@ -1,8 +1,17 @@
 """`transferlearn export CHECKPOINT --format onnx|torchscript`"""
 from __future__ import annotations
 
+from transferlearn.cli.extras import missing_extra
+
 
 def _export(args) -> int:
+    try:
+        return _export_run(args)
+    except ModuleNotFoundError as e:
+        return missing_extra(e, "export")
+
+
+def _export_run(args) -> int:
     import time
 
     from transferlearn.export import export
