@@ -266,7 +266,7 @@ PAGE = """<!doctype html>
  header{background:#263238;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px}
  header p{margin:4px 0 0;color:#b0bec5;font-size:13px}
  main{max-width:1100px;margin:20px auto;padding:0 16px}
- #drop{border:2px dashed #90a4ae;border-radius:10px;background:#fff;padding:26px;text-align:center;cursor:pointer}
+ #drop{display:block;border:2px dashed #90a4ae;border-radius:10px;background:#fff;padding:26px;text-align:center;cursor:pointer}
  #drop.over{border-color:#1e88e5;background:#e3f2fd}
  #drop small{color:#666}
  .row{display:flex;gap:20px;margin-top:20px;flex-wrap:wrap}
