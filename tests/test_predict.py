@@ -193,3 +193,30 @@ def test_cli_explain(tiny_checkpoint, tiny_data, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["苹果_0.png", "苹果_1.png"]
     assert "skipping unreadable" in capsys.readouterr().err
     assert main(["explain", str(tiny_checkpoint), str(imgs[0]), "--target-class", "cat", "-o", str(out)]) == 2
+
+
+def test_cli_predict_json_to_stdout(tiny_checkpoint, tiny_data, capsys):
+    assert main(["predict", str(tiny_checkpoint), str(tiny_data / "val" / "blue"), "--json", "-", "--workers", "0",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    obj = json.loads(out)  # nothing but JSON on stdout
+    assert len(obj["predictions"]) == 3 and obj["backend"] == "torch"
+
+
+def test_onnx_backend_fixed_batch(tmp_path):
+    """A model exported without --dynamic-batch (batch 1) still predicts a batch of any size."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+    from transferlearn.predict import OnnxBackend
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 2, 2])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["input", "axes"], ["logits"], keepdims=0)], "g", [x], [y],
+                              initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "fixed.onnx")
+    backend = OnnxBackend(tmp_path / "fixed.onnx")
+    batch = np.random.default_rng(0).normal(size=(5, 3, 2, 2)).astype(np.float32)
+    assert backend.fixed_batch == 1
+    assert np.allclose(backend(batch), batch.mean(axis=(2, 3)), atol=1e-6)

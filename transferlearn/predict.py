@@ -359,8 +359,9 @@ class Classifier:
                 on_skip: Callable[[Skipped], None] | None = None) -> list[Prediction]:
         """Predict one or many images: paths, folders, glob patterns, PIL images, or a mix.
 
-        Returns one `Prediction` per readable image (paths first in the order given, then PIL images
-        are returned in their own positions). Unreadable files are skipped and listed in `self.skipped`.
+        Returns one `Prediction` per readable image, in input order (a folder or pattern expands to its
+        files in sorted order). Unreadable files are skipped and listed in `self.skipped` (and passed to
+        `on_skip` as they are found).
         """
         self.skipped = []
         if isinstance(images, (str, os.PathLike, Image.Image)):
@@ -439,10 +440,16 @@ def write_csv(preds: Sequence[Prediction], path: str | os.PathLike, topk: int) -
 
 def write_json(preds: Sequence[Prediction], path: str | os.PathLike, skipped: Sequence[Skipped] = (),
                extra: dict | None = None) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """{...extra, predictions: [...], skipped: [...]} as UTF-8 JSON; path "-" writes to stdout."""
     obj = {**(extra or {}), "predictions": [p.to_dict() for p in preds],
            "skipped": [{"path": s.path, "error": s.error} for s in skipped]}
-    Path(path).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    if os.fspath(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text, encoding="utf-8")
 
 
 def format_table(preds: Sequence[Prediction], topk: int, max_rows: int = 0, width: int = 40) -> str:

@@ -36,19 +36,22 @@ def _predict_run(args) -> int:
     seconds = time.perf_counter() - t0
     rate = len(preds) / seconds if seconds > 0 else float("nan")
 
-    if not args.quiet or not (args.csv or args.json):
+    to_stdout = args.json == "-"  # machine-readable output only
+    log = (lambda *a: print(*a, file=sys.stderr)) if to_stdout else print
+    if not to_stdout and (not args.quiet or not (args.csv or args.json)):
         print(format_table(preds, args.topk, max_rows=args.max_rows))
     counts = ", ".join(f"{k}: {v}" for k, v in summarize(preds).items())
-    print(f"{len(preds)} images predicted in {seconds:.2f}s ({rate:.1f} img/s, backend {clf.backend.name}, "
-          f"batch {args.batch_size}); {len(clf.skipped)} skipped" + (f" | {counts}" if counts else ""))
+    log(f"{len(preds)} images predicted in {seconds:.2f}s ({rate:.1f} img/s, backend {clf.backend.name}, "
+        f"batch {args.batch_size}); {len(clf.skipped)} skipped" + (f" | {counts}" if counts else ""))
     if args.csv:
         write_csv(preds, args.csv, args.topk)
-        print(f"CSV: {args.csv}")
+        log(f"CSV: {args.csv}")
     if args.json:
         write_json(preds, args.json, clf.skipped,
                    extra={"checkpoint": str(args.checkpoint), "backend": clf.backend.name, "classes": clf.classes,
                           "seconds": round(seconds, 3), "images_per_second": round(rate, 2)})
-        print(f"JSON: {args.json}")
+        if not to_stdout:
+            log(f"JSON: {args.json}")
     if args.plot:
         from pathlib import Path
         from tqdm import tqdm
@@ -56,7 +59,7 @@ def _predict_run(args) -> int:
         out = Path(args.plot)
         for i, p in enumerate(tqdm(preds, desc="plots", unit="img", disable=args.quiet, file=sys.stderr)):
             plot_prediction(p, clf.classes, clf.preprocess, out / plot_name(p.path, i, used))
-        print(f"plots: {out}/ ({len(preds)} PNG)")
+        log(f"plots: {out}/ ({len(preds)} PNG)")
     return 0 if preds else 1
 
 
@@ -69,7 +72,7 @@ def add_parser(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or glob patterns ('imgs/**/*.jpg')")
     p.add_argument("--topk", type=int, default=5, help="how many labels per image (default 5)")
     p.add_argument("--csv", default=None, metavar="FILE", help="write path, label, confidence, top-k to a CSV file")
-    p.add_argument("--json", default=None, metavar="FILE", help="write predictions (and skipped files) as JSON")
+    p.add_argument("--json", default=None, metavar="FILE", help="write predictions (and skipped files) as JSON; '-': to stdout, nothing else there")
     p.add_argument("--plot", default=None, metavar="DIR",
                    help="save per image a PNG: the image beside a bar chart of class confidences")
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
