@@ -186,11 +186,12 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: batch})[0]
 
 
-def read_onnx_metadata(path: str | os.PathLike) -> dict:
+def read_onnx_metadata(path: str | os.PathLike, session=None) -> dict:
     """classes, preprocess, arch ... from an exported ONNX file's metadata_props (no torch needed)."""
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    props = sess.get_modelmeta().custom_metadata_map
+    if session is None:
+        import onnxruntime as ort
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
     if "transferlearn" not in props:
         raise ValueError(f"{path} has no transferlearn metadata; export it with `transferlearn export`")
     return json.loads(props["transferlearn"])
@@ -300,8 +301,9 @@ class Classifier:
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None) -> "Classifier":
         if not Path(path).is_file():
             raise FileNotFoundError(f"ONNX file {path} not found")
-        meta = read_onnx_metadata(path)
-        return cls(OnnxBackend(path, threads), meta["classes"], meta["preprocess"], meta=meta, source=str(path))
+        backend = OnnxBackend(path, threads)
+        meta = read_onnx_metadata(path, backend.session)
+        return cls(backend, meta["classes"], meta["preprocess"], meta=meta, source=str(path))
 
     # ------------------------------------------------ inference
 
@@ -319,13 +321,15 @@ class Classifier:
                                   path=path, probs=row.astype(np.float32)))
         return out
 
-    def predict_images(self, images: Sequence[Image.Image], topk: int = 5) -> list[Prediction]:
-        """PIL images in memory (any mode) -> predictions, in order."""
-        if not images:
-            return []
-        xs = [self.transform(to_rgb(im)) for im in images]
-        batch = np.stack(xs) if isinstance(xs[0], np.ndarray) else _stack_tensors(xs)
-        return self._results(self.predict_arrays(batch), topk, [None] * len(images))
+    def predict_images(self, images: Sequence[Image.Image], topk: int = 5, batch_size: int = 32
+                       ) -> list[Prediction]:
+        """PIL images in memory (any mode) -> predictions, in order, `batch_size` at a time."""
+        out: list[Prediction] = []
+        for i in range(0, len(images), max(1, batch_size)):
+            xs = [self.transform(to_rgb(im)) for im in images[i:i + batch_size]]
+            batch = np.stack(xs) if isinstance(xs[0], np.ndarray) else _stack_tensors(xs)
+            out.extend(self._results(self.predict_arrays(batch), topk, [None] * len(xs)))
+        return out
 
     def iter_predict(self, paths: Sequence[str], topk: int = 5, batch_size: int = 32, workers="auto",
                      progress: bool = False, on_skip: Callable[[Skipped], None] | None = None
@@ -368,7 +372,7 @@ class Classifier:
             images = [images]
         images = list(images)
         if all(isinstance(im, Image.Image) for im in images):
-            return self.predict_images(images, topk)
+            return self.predict_images(images, topk, batch_size)
         out: list[Prediction] = []
         pending: list[str] = []
 
