@@ -66,6 +66,8 @@ def test_torchscript_export_cli(tiny_checkpoint, tmp_path, capsys):
 def test_tolerance_violation_and_bad_format(tiny_checkpoint, tmp_path):
     with pytest.raises(RuntimeError, match="differs from PyTorch"):
         export(tiny_checkpoint, "torchscript", tmp_path / "x.pt", tolerance=-1.0)
+    assert main(["export", str(tiny_checkpoint), "--format", "torchscript", "-o", str(tmp_path / "y.pt"),
+                 "--tolerance", "-1"]) == 1
     with pytest.raises(ValueError, match="unknown export format"):
         export(tiny_checkpoint, "tflite", tmp_path / "x.tflite")
 

@@ -1,6 +1,8 @@
 """`transferlearn export CHECKPOINT --format onnx|torchscript`"""
 from __future__ import annotations
 
+import sys
+
 from transferlearn.cli.extras import missing_extra
 
 
@@ -16,8 +18,12 @@ def _export_run(args) -> int:
 
     from transferlearn.export import export
     t0 = time.perf_counter()
-    r = export(args.checkpoint, args.format, args.output, dynamic_batch=args.dynamic_batch, images=args.images,
-               tolerance=args.tolerance, opset=args.opset)
+    try:
+        r = export(args.checkpoint, args.format, args.output, dynamic_batch=args.dynamic_batch,
+                   images=args.images, tolerance=args.tolerance, opset=args.opset)
+    except RuntimeError as e:  # export failed, or the exported model does not match PyTorch
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {r.path} ({r.format}, {r.size_mb:.1f} MB) in {time.perf_counter() - t0:.1f}s")
     for c in r.checks:
         print(f"  {c}")
