@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # module name -> its subcommands are registered by that module's add_parser()
-COMMAND_MODULES = ["train", "demo", "data"]
+COMMAND_MODULES = ["train", "demo", "data", "predict", "explain", "export", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
