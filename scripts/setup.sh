@@ -17,6 +17,11 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ -z "${TL_NO_APT
   missing=""
   [ -d /usr/share/datasets/fashion-mnist ] || missing="$missing dataset-fashion-mnist"
   fc-list :lang=zh 2>/dev/null | grep -q . || missing="$missing fonts-noto-cjk"
+  # headless browser for the tests that render report and serve pages (dev installs only)
+  case "${TL_EXTRAS:-dev}" in *dev*)
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver";;
+  esac
   if [ -n "$missing" ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null 2>&1 \
       || echo "note: could not apt-get install$missing (the demo falls back to a download; plots to a default font)"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from transferlearn.cache import DecodedImages, tensor_transform
+from transferlearn.cache import DecodedImages
 from transferlearn.data import eval_transform, find_splits, preprocess_config
 from transferlearn.files import load_rgb
 from transferlearn.trainer import train
@@ -18,7 +18,7 @@ def test_decoded_val_pixels_match_the_eval_pipeline(dataset, tmp_path):
     pre = preprocess_config(40, (0.5,) * 3, (0.5,) * 3)
     paths = [p for p, _ in find_splits(dataset).val]
     dec = DecodedImages.build(paths, pre["resize"], tmp_path, workers=0, quiet=True)
-    tf_cached, tf_pil = tensor_transform(pre, train=False), eval_transform(pre)
+    tf_cached = tf_pil = eval_transform(pre)  # one transform serves PIL images and cached tensors
     for i, p in enumerate(paths):
         a = tf_cached(torch.from_numpy(np.array(dec.array[i])).permute(2, 0, 1))
         b = tf_pil(load_rgb(p))

@@ -134,7 +134,7 @@ def test_visualize_and_stats(trained, tmp_path):
                  "--out", str(tmp_path / "batch.png")]) == 0
     assert main(["visualize", "predictions", str(run), "--data", str(data), "--n", "6",
                  "--out", str(tmp_path / "pred.png")]) == 0
-    assert main(["stats", str(data), "--out", str(tmp_path / "stats")]) == 0
+    assert main(["data", "stats", str(data), "--out", str(tmp_path / "stats")]) == 0
     for p in ("batch.png", "pred.png", "stats/class_counts.png", "stats/image_sizes.png"):
         assert (tmp_path / p).stat().st_size > 5000, p
     stats = json.loads((tmp_path / "stats/stats.json").read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@
 """
 __version__ = "0.1.0"
 
-__all__ = ["train", "compare", "TrainConfig", "load_model", "create_model", "list_archs", "__version__"]
+__all__ = ["Classifier", "train", "compare", "TrainConfig", "load_model", "create_model", "list_archs", "__version__"]
 
 
 def __getattr__(name):  # lazy: `import transferlearn` stays cheap (no torch until needed)
@@ -17,6 +17,9 @@ def __getattr__(name):  # lazy: `import transferlearn` stays cheap (no torch unt
     if name == "load_model":
         from .checkpoint import load_model
         return load_model
+    if name == "Classifier":
+        from .predict import Classifier
+        return Classifier
     if name in ("create_model", "list_archs"):
         from . import models
         return getattr(models, name)

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from .engine import to_device
@@ -120,15 +119,6 @@ def _fill(results, arr, valid, paths, bar):
         bar.update(1)
 
 
-def tensor_transform(pre: dict, train: bool, augment: str = "standard"):
-    """Crop/flip/normalise on cached uint8 CHW tensors (same policy as data.train/eval_transform)."""
-    s = pre["img_size"]
-    to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(pre["mean"], pre["std"])]
-    if not train:
-        return v2.Compose([v2.CenterCrop(s)] + to_float)
-    return v2.Compose([v2.RandomResizedCrop(s, antialias=True), v2.RandomHorizontalFlip()] + to_float)
-
-
 class CachedImageDataset(Dataset):
     """Samples read from a DecodedImages memmap; unreadable originals yield None (skipped by collate)."""
 
@@ -172,18 +162,24 @@ class FeatureBatches:
     """Batches of cached features; each epoch every training image contributes one of its K views."""
 
     def __init__(self, views: list[torch.Tensor], labels: torch.Tensor, batch_size: int, shuffle: bool,
-                 seed: int = 0):
+                 seed: int = 0, sampler=None):
         self.views, self.labels, self.batch_size, self.shuffle = views, labels, batch_size, shuffle
+        self.sampler = sampler  # e.g. --balance sampler's WeightedRandomSampler over the same indices
         self.g = torch.Generator().manual_seed(seed)
 
     def __len__(self):
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.g) if self.shuffle else torch.arange(n)
-        stacked = torch.stack(self.views) if len(self.views) > 1 else self.views[0].unsqueeze(0)
-        view = torch.randint(len(self.views), (n,), generator=self.g) if self.shuffle else torch.zeros(n, dtype=torch.long)
-        for i in range(0, n, self.batch_size):
+        if self.sampler is not None:
+            order = torch.as_tensor(list(self.sampler), dtype=torch.long)
+        elif self.shuffle:
+            order = torch.randperm(len(self.labels), generator=self.g)
+        else:
+            order = torch.arange(len(self.labels))
+        stacked = torch.stack(self.views)  # [K, N, F]
+        views = (torch.randint(len(self.views), (len(order),), generator=self.g) if self.shuffle
+                 else torch.zeros(len(order), dtype=torch.long))
+        for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            yield stacked[view[idx], idx], self.labels[idx]
+            yield stacked[views[i:i + self.batch_size], idx], self.labels[idx]

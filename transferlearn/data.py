@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import random
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchvision import transforms as T
+from torchvision.transforms import v2 as T
 
 from .files import IMAGE_EXTENSIONS, list_class_dirs, list_images, load_rgb
 
@@ -65,21 +66,39 @@ def _scan(folder: Path, classes: list[str] | None, what: str) -> tuple[list[str]
 
 def stratified_split(samples: list[tuple[str, int]], fraction: float, seed: int):
     """Split (path, label) pairs per class; same seed and files give the same split on any machine."""
+    train, val, _ = stratified_split3(samples, fraction, 0.0, seed)
+    return train, val
+
+
+def stratified_split3(samples: list[tuple[str, int]], val_fraction: float, test_fraction: float, seed: int):
+    """(train, val, test) per class. Each class's sorted paths are shuffled by an RNG seeded with a string
+    (random.Random hashes it with SHA-512, not Python's randomised hash), so the same seed and file names
+    give the same split on any machine (names compared in Unicode NFC form); val takes the first share,
+    test the next, train the rest. With test_fraction 0 this is exactly `stratified_split`. A class keeps at least one training image,
+    and gets at least one val (test) image when it has enough images and the fraction is not 0."""
     by_class: dict[int, list[str]] = {}
     for p, y in samples:
         by_class.setdefault(y, []).append(p)
-    train, val = [], []
+    train, val, test = [], [], []
     for y in sorted(by_class):
-        paths = sorted(by_class[y])
+        # sorted by the NFC form: macOS file systems return decomposed (NFD) names, Linux keeps what was written
+        paths = sorted(by_class[y], key=lambda p: (unicodedata.normalize("NFC", p), p))
         random.Random(f"{seed}-{y}").shuffle(paths)
-        k = round(len(paths) * fraction)
-        if len(paths) >= 2:
-            k = min(max(k, 1), len(paths) - 1)
+        n = len(paths)
+        k = round(n * val_fraction)
+        if n >= 2:
+            k = min(max(k, 1), n - 1) if val_fraction > 0 else 0
         else:
             k = 0
+        t = round(n * test_fraction)
+        if test_fraction > 0 and n - k >= 2:
+            t = min(max(t, 1), n - k - 1)
+        else:
+            t = 0
         val += [(p, y) for p in paths[:k]]
-        train += [(p, y) for p in paths[k:]]
-    return train, val
+        test += [(p, y) for p in paths[k:k + t]]
+        train += [(p, y) for p in paths[k + t:]]
+    return train, val, test
 
 
 def find_splits(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0) -> Splits:
@@ -123,14 +142,81 @@ def preprocess_config(img_size: int, mean, std) -> dict:
             "std": list(std), "interpolation": "bilinear", "crop": "center"}
 
 
+def _to_float(pre: dict) -> list:
+    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(pre["mean"], pre["std"])]
+
+
 def eval_transform(pre: dict):
-    return T.Compose([T.Resize(pre["resize"], interpolation=T.InterpolationMode.BILINEAR),
-                      T.CenterCrop(pre["img_size"]), T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])
+    """Resize shorter side, centre crop, normalise. Works on PIL images and on uint8 CHW tensors
+    (torchvision.transforms.v2), so the decode cache and the plain loader share one definition."""
+    return T.Compose([T.Resize(pre["resize"], interpolation=T.InterpolationMode.BILINEAR, antialias=True),
+                      T.CenterCrop(pre["img_size"]), *_to_float(pre)])
 
 
-def train_transform(pre: dict):
-    return T.Compose([T.RandomResizedCrop(pre["img_size"], interpolation=T.InterpolationMode.BILINEAR),
-                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(pre["mean"], pre["std"])])
+AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+
+
+def train_transform(pre: dict, augment: str = "standard"):
+    """Training-time augmentation. none: the eval transform; light: resize + random crop of the
+    eval-sized image (mild) + flip; standard: RandomResizedCrop + flip; strong: standard +
+    TrivialAugmentWide + RandomErasing. The checkpoint records the preset (meta "augment")."""
+    size, interp = pre["img_size"], T.InterpolationMode.BILINEAR
+    if augment == "none":
+        return eval_transform(pre)
+    if augment == "light":
+        return T.Compose([T.Resize(pre["resize"], interpolation=interp, antialias=True), T.RandomCrop(size),
+                          T.RandomHorizontalFlip(), *_to_float(pre)])
+    if augment == "standard":
+        return T.Compose([T.RandomResizedCrop(size, interpolation=interp, antialias=True), T.RandomHorizontalFlip(),
+                          *_to_float(pre)])
+    if augment == "strong":
+        return T.Compose([T.RandomResizedCrop(size, interpolation=interp, antialias=True), T.RandomHorizontalFlip(),
+                          T.TrivialAugmentWide(interpolation=interp), *_to_float(pre), T.RandomErasing(p=0.25)])
+    raise ValueError(f"unknown --augment {augment!r}; choose one of: {', '.join(AUGMENT_PRESETS)}")
+
+
+# ---------------------------------------------------------------- class imbalance
+
+BALANCE_MODES = ("none", "weighted-loss", "sampler")
+
+
+def class_weights(counts: list[int]) -> list[float]:
+    """Inverse class frequency, scaled so a balanced dataset gets 1.0 everywhere (n / (k * n_c));
+    a class with no training images gets 0."""
+    n, k = sum(counts), sum(1 for c in counts if c)
+    return [n / (k * c) if c else 0.0 for c in counts]
+
+
+def balance_setup(samples: list[tuple[str, int]], counts: list[int], balance: str, seed: int = 0):
+    """(sampler, loss_weight) for `--balance`: weighted-loss gives CrossEntropyLoss weights inverse to class
+    frequency; sampler gives a seeded WeightedRandomSampler drawing every class equally often (with
+    replacement, one epoch = len(samples) draws); none gives (None, None)."""
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"unknown --balance {balance!r}; choose one of: {', '.join(BALANCE_MODES)}")
+    if balance == "weighted-loss":
+        return None, torch.tensor(class_weights(counts), dtype=torch.float32)
+    if balance == "sampler":
+        from torch.utils.data import WeightedRandomSampler
+        g = torch.Generator()
+        g.manual_seed(seed)
+        w = [1.0 / counts[y] for _, y in samples]
+        return WeightedRandomSampler(w, num_samples=len(samples), replacement=True, generator=g), None
+    return None, None
+
+
+def balance_report(classes: list[str], counts: list[int], balance: str = "none", warn_ratio: float = 3.0) -> list[str]:
+    """Log lines: the per-class training counts, and a warning when largest/smallest > warn_ratio."""
+    lines = ["train images per class: " + ", ".join(f"{c} {n}" for c, n in zip(classes, counts))]
+    present = [n for n in counts if n]
+    if present and warn_ratio and max(present) > warn_ratio * min(present):
+        big = classes[counts.index(max(present))]
+        small = classes[counts.index(min(present))]
+        ratio = max(present) / min(present)
+        hint = ("consider --balance weighted-loss or --balance sampler" if balance == "none"
+                else f"--balance {balance} compensates")
+        lines.append(f"warning: class imbalance: {big!r} has {ratio:.1f}x the images of {small!r} "
+                     f"(over --imbalance-warn {warn_ratio:g}); {hint}")
+    return lines
 
 
 # ---------------------------------------------------------------- dataset and loader

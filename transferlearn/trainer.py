@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt_io
-from .data import find_splits, make_loader, preprocess_config, train_transform, eval_transform, resolve_workers
+from .data import (balance_report, balance_setup, eval_transform, find_splits, make_loader, preprocess_config,
+                   resolve_workers, train_transform)
 from .engine import autocast, create_state, evaluate, resolve_amp, train_one_epoch
 from .models import create_model, get_spec
 from .modes import DEFAULTS, MODES, backbone_frozen, check_mode
@@ -43,6 +44,9 @@ class TrainConfig:
     step_size: int = 7
     gamma: float = 0.1
     label_smoothing: float = 0.0
+    balance: str = "none"  # none | weighted-loss | sampler (class imbalance)
+    imbalance_warn: float = 3.0  # warn when the largest class has more than this times the smallest's images
+    augment: str = "standard"  # none | light | standard | strong (data.train_transform)
     val_split: float = 0.2
     workers: str | int = "auto"
     seed: int = 0
@@ -105,41 +109,42 @@ def _should_eval(epoch: int, cfg: TrainConfig) -> bool:
     return epoch >= cfg.eval_start_epoch and (epoch - cfg.eval_start_epoch) % cfg.eval_interval == 0
 
 
-def build_loaders(splits, pre: dict, cfg: TrainConfig, model, device, amp: str):
+def build_loaders(splits, pre: dict, cfg: TrainConfig, model, device, amp: str, sampler=None):
     """(train batches, val batches, forward function) for this run's caching choices.
 
     Uncached: PIL decode + augment every epoch. Decode cache: pixels decoded once, augmented as
-    tensors. Feature cache (last-layer): the frozen backbone runs once over K augmented views of
-    train and one clean view of val, and the epochs train the head on those features.
+    tensors (same transforms). Feature cache (last-layer): the frozen backbone runs once over K
+    augmented views of train and one clean view of val; the epochs train the head on those.
     """
     workers = resolve_workers(cfg.workers)
-    if not cfg.cache:
-        train_dl = make_loader(splits.train, train_transform(pre), cfg.batch_size, shuffle=True, workers=workers,
-                               seed=cfg.seed)
-        val_dl = make_loader(splits.val, eval_transform(pre), cfg.batch_size, shuffle=False, workers=workers)
-        make_train_view = lambda: make_loader(splits.train, train_transform(pre), cfg.batch_size,  # noqa: E731
-                                              shuffle=False, workers=workers)
-    else:
-        from .cache import CachedImageDataset, DecodedImages, tensor_transform
-        def cached(samples, train, shuffle, n_workers=0):
-            decoded = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir, workers, cfg.quiet)
-            ds = CachedImageDataset(decoded, [y for _, y in samples], tensor_transform(pre, train))
-            return make_loader(ds, None, cfg.batch_size, shuffle=shuffle, workers=n_workers, seed=cfg.seed)
-        train_dl = cached(splits.train, True, True)
-        val_dl = cached(splits.val, False, False)
-        make_train_view = lambda: cached(splits.train, True, False)  # noqa: E731
+    train_tf, val_tf = train_transform(pre, cfg.augment), eval_transform(pre)
+
+    def loader(samples, tf, shuffle, sampler=None):
+        if not cfg.cache:
+            return make_loader(samples, tf, cfg.batch_size, shuffle=shuffle, workers=workers, seed=cfg.seed,
+                               sampler=sampler)
+        from .cache import CachedImageDataset, DecodedImages
+        decoded = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir, workers, cfg.quiet)
+        ds = CachedImageDataset(decoded, [y for _, y in samples], tf)
+        # cached samples cost ~1 ms to augment: worker processes would only compete with the model for cores
+        return make_loader(ds, None, cfg.batch_size, shuffle=shuffle, workers=0, seed=cfg.seed, sampler=sampler)
+
+    val_dl = loader(splits.val, val_tf, False)
     if not cfg.feature_cache:
-        return train_dl, val_dl, None
+        return loader(splits.train, train_tf, True, sampler), val_dl, None
 
     from .cache import FeatureBatches, extract_features
     ctx = lambda: autocast(device, amp)  # noqa: E731
     views, labels = [], None
     for k in range(cfg.aug_views):
-        f, labels = extract_features(model.backbone, make_train_view(), device, ctx,
+        f, labels = extract_features(model.backbone, loader(splits.train, train_tf, False), device, ctx,
                                      desc=f"features: train view {k + 1}/{cfg.aug_views}", quiet=cfg.quiet)
         views.append(f)
     vf, vl = extract_features(model.backbone, val_dl, device, ctx, desc="features: val", quiet=cfg.quiet)
-    return (FeatureBatches(views, labels, cfg.batch_size, shuffle=True, seed=cfg.seed),
+    if sampler is not None:  # re-draw class-balanced over the images that decoded
+        sampler, _ = balance_setup([(None, int(y)) for y in labels], torch.bincount(labels).tolist(),
+                                   "sampler", cfg.seed)
+    return (FeatureBatches(views, labels, cfg.batch_size, shuffle=True, seed=cfg.seed, sampler=sampler),
             FeatureBatches([vf], vl, cfg.batch_size, shuffle=False), model.head)
 
 
@@ -173,7 +178,12 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     spec = get_spec(cfg.arch)
     pre = preprocess_config(cfg.img_size, spec.mean, spec.std)
     counts = splits.counts("train")
+    sampler, loss_weight = balance_setup(splits.train, counts, cfg.balance, cfg.seed)  # --balance
     log(f"data {cfg.data}: {len(splits.classes)} classes, {len(splits.train)} train / {len(splits.val)} val images")
+    for line in balance_report(splits.classes, counts, cfg.balance, cfg.imbalance_warn):
+        log(line)
+    if cfg.balance != "none" or cfg.augment != "standard":
+        log(f"balance {cfg.balance} | augment {cfg.augment}")
 
     # model and training state
     model = create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=log)
@@ -181,8 +191,11 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     state = create_state(model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                          cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    # --balance weighted-loss weights the training loss only; val loss stays comparable across runs
+    train_criterion = (criterion if loss_weight is None else
+                       nn.CrossEntropyLoss(weight=loss_weight.to(device), label_smoothing=cfg.label_smoothing))
     t_start = time.perf_counter()
-    train_loader, val_loader, forward = build_loaders(splits, pre, cfg, model, device, amp)
+    train_loader, val_loader, forward = build_loaders(splits, pre, cfg, model, device, amp, sampler)
     prep_seconds = time.perf_counter() - t_start
     state.train_seconds += prep_seconds  # decoding and feature extraction are part of the training cost
     pipeline = ("frozen features cached" if cfg.feature_cache else "decoded once" if cfg.cache
@@ -202,7 +215,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
 
     meta = {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(splits.classes),
             "classes": splits.classes, "preprocess": pre, "mode": cfg.mode, "weights": cfg.weights,
-            "args": {k: v for k, v in asdict(cfg).items()}, "train_counts": counts,
+            "args": {k: v for k, v in asdict(cfg).items()}, "train_counts": counts, "augment": cfg.augment,
             "versions": ckpt_io.versions()}
 
     def save(path: Path, row: dict, with_state: bool) -> None:
@@ -218,7 +231,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
             lr = state.optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             row = {"epoch": epoch, "lr": lr,
-                   **train_one_epoch(state, train_loader, criterion, device, amp, forward=forward,
+                   **train_one_epoch(state, train_loader, train_criterion, device, amp, forward=forward,
                                      desc=f"epoch {epoch}/{cfg.epochs} train", quiet=cfg.quiet)}
             state.epoch = epoch
             if _should_eval(epoch, cfg):

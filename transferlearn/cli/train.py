@@ -19,6 +19,14 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--img-size", type=int, default=224)
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--workers", default="auto", help="data loader processes (auto: one per CPU core, max 8)")
+    g.add_argument("--augment", choices=["none", "light", "standard", "strong"], default="standard",
+                   help="training augmentation: none (eval transform), light (resize + mild random crop + flip), "
+                        "standard (RandomResizedCrop + flip), strong (standard + TrivialAugmentWide + RandomErasing)")
+    g.add_argument("--balance", choices=["none", "weighted-loss", "sampler"], default="none",
+                   help="class imbalance: weighted-loss (loss weights inverse to class frequency) or sampler "
+                        "(WeightedRandomSampler: every class drawn equally often)")
+    g.add_argument("--imbalance-warn", type=float, default=3.0,
+                   help="warn when the largest class has more than this many times the smallest's images")
     g = p.add_argument_group("model")
     g.add_argument("--arch", default="resnet18", choices=list_archs())
     g.add_argument("--weights", default=None,

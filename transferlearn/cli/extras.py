@@ -1,0 +1,18 @@
+"""Friendly messages when an optional dependency (pip extra) is missing."""
+from __future__ import annotations
+
+import sys
+
+# import name -> the pip extra that provides it
+EXTRA_OF = {"onnx": "export", "onnxruntime": "export", "onnxscript": "export", "pytorch_grad_cam": "explain",
+            "cv2": "explain", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
+            "multipart": "serve", "starlette": "serve"}
+
+
+def missing_extra(e: ModuleNotFoundError, default_extra: str) -> int:
+    top = (e.name or "").split(".")[0]
+    if top not in EXTRA_OF:
+        raise e
+    print(f"error: this command needs the optional package {top!r}: "
+          f"pip install 'transferlearn[{EXTRA_OF.get(top, default_extra)}]'", file=sys.stderr)
+    return 2

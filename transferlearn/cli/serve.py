@@ -1,0 +1,34 @@
+"""`transferlearn serve CHECKPOINT`"""
+from __future__ import annotations
+
+from transferlearn.cli.extras import missing_extra
+
+
+def _serve(args) -> int:
+    try:
+        return _serve_run(args)
+    except ModuleNotFoundError as e:
+        return missing_extra(e, "serve")
+
+
+def _serve_run(args) -> int:
+    from transferlearn.serve import run
+    run(args.checkpoint, host=args.host, port=args.port, max_bytes=int(args.max_mb * 1024 * 1024),
+        max_pixels=int(args.max_megapixels * 1_000_000), cam_method=args.cam_method, device=args.device)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="web page and JSON API for a trained checkpoint",
+                       description="A small web app: drop or pick an image, see the top-5 classes and a CAM "
+                                   "heat-map. API: POST /predict (multipart field 'file', or the raw image bytes; "
+                                   "?cam=1 adds the heat-map), GET /health, GET /classes. Uploads stay in memory.")
+    p.add_argument("checkpoint", help="best.pt or a run folder")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-mb", type=float, default=10.0, help="largest upload accepted, in MB (default 10)")
+    p.add_argument("--max-megapixels", type=float, default=40.0,
+                   help="largest image accepted, in megapixels (default 40)")
+    p.add_argument("--cam-method", choices=["gradcam", "gradcam++", "scorecam", "eigencam"], default="gradcam")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_serve)

@@ -1,0 +1,553 @@
+"""Inference: `Classifier.load(checkpoint).predict(images)` -> top-k labels with confidences.
+
+Two backends share one interface:
+  * "torch": the checkpoint's TransferNet, preprocessed with `data.eval_transform`, exactly as in
+    validation during training;
+  * "onnxruntime": an ONNX file written by `transferlearn export`; classes and preprocessing come
+    from its metadata and preprocessing is done in numpy/PIL (`numpy_preprocess`), no torch model code.
+
+Inputs may be file paths, folders (searched recursively), glob patterns or PIL images. Files are
+decoded and preprocessed in DataLoader worker processes and run through the model in batches.
+Unreadable files are reported and skipped, never fatal.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .files import is_image_file, list_images, load_rgb, to_rgb
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class Prediction:
+    """One image's result. `topk` is [(label, probability), ...], best first."""
+    label: str
+    confidence: float
+    index: int
+    topk: list[tuple[str, float]]
+    path: str | None = None
+    probs: np.ndarray | None = field(default=None, repr=False)  # all classes, in `classes` order
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "confidence": self.confidence,
+                "topk": [{"label": lab, "confidence": p} for lab, p in self.topk]}
+
+    # dict-style access, so `p["label"]` works as well as `p.label`
+    def __getitem__(self, key):
+        return self.to_dict()[key]
+
+
+@dataclass
+class Skipped:
+    path: str
+    error: str
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def collect_paths(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """Expand files, folders (recursive) and glob patterns into image paths, in the given order.
+
+    Returns (paths, problems): problems are human-readable notes on inputs that matched nothing.
+    Files named explicitly are kept even with an unusual extension (they may still decode).
+    """
+    paths: list[str] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        if p not in seen:
+            seen.add(p)
+            paths.append(p)
+
+    for item in inputs:
+        s = os.fspath(item)
+        if os.path.isdir(s):
+            found = list_images(s)
+            if not found:
+                problems.append(f"{s}: folder has no image files")
+            for p in found:
+                add(p)
+        elif os.path.isfile(s):
+            add(s)
+        elif glob.has_magic(s):
+            matched = sorted(glob.glob(s, recursive=True))
+            found = []
+            for m in matched:
+                found.extend(list_images(m) if os.path.isdir(m) else ([m] if is_image_file(m) else []))
+            if not found:
+                problems.append(f"{s}: pattern matched no image files")
+            for p in found:
+                add(p)
+        else:
+            problems.append(f"{s}: no such file or folder")
+    return paths, problems
+
+
+# ---------------------------------------------------------------- preprocessing without torch
+
+
+def _resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """torchvision `Resize(int)` on a PIL image: shorter side to `size`, longer side truncated."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size:
+        return img
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    return img.resize((new_w, new_h), Image.BILINEAR)
+
+
+def _center_crop(img: Image.Image, size: int) -> Image.Image:
+    """torchvision `CenterCrop(int)` on a PIL image (pads with black when the image is smaller)."""
+    w, h = img.size
+    if w < size or h < size:
+        canvas = Image.new("RGB", (max(w, size), max(h, size)))
+        canvas.paste(img, ((max(w, size) - w) // 2, (max(h, size) - h) // 2))
+        img, (w, h) = canvas, canvas.size
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def crop_for_display(img: Image.Image, pre: dict) -> Image.Image:
+    """The RGB region the model sees (resized + center-cropped), for plots and CAM overlays."""
+    return _center_crop(_resize_shorter(to_rgb(img), pre["resize"]), pre["img_size"])
+
+
+def numpy_preprocess(img: Image.Image, pre: dict) -> np.ndarray:
+    """`data.eval_transform` reproduced with PIL + numpy: float32 CHW, normalised."""
+    a = np.asarray(crop_for_display(img, pre), dtype=np.float32) / 255.0
+    a = (a - np.asarray(pre["mean"], dtype=np.float32)) / np.asarray(pre["std"], dtype=np.float32)
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- backends
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model, device="cpu"):
+        import torch
+        self.torch = torch
+        self.device = torch.device(device)
+        # channels_last: ~1.5x faster convolutions on CPU (depthwise ones especially), same results
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
+
+    def __call__(self, batch) -> np.ndarray:
+        torch = self.torch
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
+        with torch.inference_mode():
+            x = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().cpu().numpy()
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        shape = self.session.get_inputs()[0].shape
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+
+    def __call__(self, batch) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        if self.fixed_batch and len(batch) != self.fixed_batch:  # exported without --dynamic-batch
+            outs = [self.session.run(None, {self.input_name: batch[i:i + self.fixed_batch]})[0]
+                    for i in range(0, len(batch), self.fixed_batch)]
+            return np.concatenate(outs)
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+def read_onnx_metadata(path: str | os.PathLike, session=None) -> dict:
+    """classes, preprocess, arch ... from an exported ONNX file's metadata_props (no torch needed)."""
+    if session is None:
+        import onnxruntime as ort
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    if "transferlearn" not in props:
+        raise ValueError(f"{path} has no transferlearn metadata; export it with `transferlearn export`")
+    return json.loads(props["transferlearn"])
+
+
+# ---------------------------------------------------------------- loading files in workers
+
+
+class _FileDataset:
+    """Index -> (array, index) or (None, index, error message); picklable for worker processes."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            return self.transform(load_rgb(self.paths[i])), i, None
+        except Exception as e:  # corrupt, truncated, not an image: reported by the caller
+            return None, i, f"{type(e).__name__}: {e}"
+
+
+def _collate(items):
+    ok = [t for t in items if t[0] is not None]
+    bad = [(i, err) for x, i, err in items if x is None]
+    if not ok:
+        return None, [], bad
+    first = ok[0][0]
+    if isinstance(first, np.ndarray):
+        batch = np.stack([x for x, _, _ in ok])
+    else:
+        import torch
+        batch = torch.stack([x for x, _, _ in ok])
+    return batch, [i for _, i, _ in ok], bad
+
+
+def _resolve_workers(workers) -> int:
+    if workers in (None, "auto"):
+        return min(os.cpu_count() or 1, 8)
+    return int(workers)
+
+
+# ---------------------------------------------------------------- the classifier
+
+
+class Classifier:
+    """A trained classifier ready for inference.
+
+    >>> clf = Classifier.load("runs/last-layer")          # or a .pt file, or an exported .onnx file
+    >>> for p in clf.predict(["a.jpg", "photos/", "more/*.png"]):
+    ...     print(p.path, p.label, p.confidence, p.topk)
+    """
+
+    def __init__(self, backend, classes: list[str], preprocess: dict, transform: Callable | None = None,
+                 meta: dict | None = None, source: str = ""):
+        self.backend = backend
+        self.classes = list(classes)
+        self.preprocess = dict(preprocess)
+        self.transform = transform or _NumpyTransform(self.preprocess)
+        self.meta = meta or {}
+        self.source = source
+        self.skipped: list[Skipped] = []  # unreadable files from the last predict() call
+
+    # ------------------------------------------------ construction
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str = "auto", device: str = "cpu",
+             threads: int | None = None) -> "Classifier":
+        """A checkpoint (.pt / run folder) for backend "torch", or an .onnx file for "onnxruntime".
+
+        backend="onnxruntime" with a checkpoint or run folder uses the exported `best.onnx` beside it.
+        threads: compute threads (onnxruntime: this session's intra-op threads; torch: the process-wide
+        `torch.set_num_threads`). Default: the library's own default (all cores).
+        """
+        if backend not in ("auto",) + BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        p = Path(path)
+        is_onnx = p.suffix.lower() == ".onnx"
+        if backend == "auto":
+            backend = "onnxruntime" if is_onnx else "torch"
+        if backend == "onnxruntime":
+            if not is_onnx:
+                p = find_onnx_for(p)
+            return cls.from_onnx(p, threads=threads)
+        if threads:
+            import torch
+            torch.set_num_threads(int(threads))
+        if is_onnx:
+            raise ValueError(f"{p} is an ONNX file: use backend 'onnxruntime' (predict --backend onnxruntime)")
+        return cls.from_checkpoint(p, device=device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "Classifier":
+        from .checkpoint import load_model
+        from .data import eval_transform
+        model, ckpt = load_model(path, device=device)
+        meta = {k: ckpt.get(k) for k in ("arch", "mode", "metrics", "versions")}
+        clf = cls(TorchBackend(model, device), ckpt["classes"], ckpt["preprocess"],
+                  transform=eval_transform(ckpt["preprocess"]), meta=meta, source=str(path))
+        clf.model = model
+        return clf
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None) -> "Classifier":
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"ONNX file {path} not found")
+        backend = OnnxBackend(path, threads)
+        meta = read_onnx_metadata(path, backend.session)
+        return cls(backend, meta["classes"], meta["preprocess"], meta=meta, source=str(path))
+
+    # ------------------------------------------------ inference
+
+    def predict_arrays(self, batch) -> np.ndarray:
+        """Class probabilities (N, num_classes) for an already preprocessed batch."""
+        return softmax(np.asarray(self.backend(batch), dtype=np.float64))
+
+    def _results(self, probs: np.ndarray, topk: int, paths: Sequence[str | None]) -> list[Prediction]:
+        k = max(1, min(topk, len(self.classes)))
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        out = []
+        for row, idx, path in zip(probs, order, paths):
+            top = [(self.classes[j], float(row[j])) for j in idx]
+            out.append(Prediction(label=top[0][0], confidence=top[0][1], index=int(idx[0]), topk=top,
+                                  path=path, probs=row.astype(np.float32)))
+        return out
+
+    def predict_images(self, images: Sequence[Image.Image], topk: int = 5, batch_size: int = 32
+                       ) -> list[Prediction]:
+        """PIL images in memory (any mode) -> predictions, in order, `batch_size` at a time."""
+        out: list[Prediction] = []
+        for i in range(0, len(images), max(1, batch_size)):
+            xs = [self.transform(to_rgb(im)) for im in images[i:i + batch_size]]
+            batch = np.stack(xs) if isinstance(xs[0], np.ndarray) else _stack_tensors(xs)
+            out.extend(self._results(self.predict_arrays(batch), topk, [None] * len(xs)))
+        return out
+
+    def iter_predict(self, paths: Sequence[str], topk: int = 5, batch_size: int = 32, workers="auto",
+                     progress: bool = False, on_skip: Callable[[Skipped], None] | None = None
+                     ) -> Iterator[Prediction]:
+        """Stream predictions for image files, batch by batch (order kept, unreadable files skipped)."""
+        from torch.utils.data import DataLoader
+        n_batches = -(-len(paths) // max(batch_size, 1))
+        n_workers = 0 if n_batches <= 1 else min(_resolve_workers(workers), n_batches)
+        loader = DataLoader(_FileDataset(paths, self.transform), batch_size=batch_size, shuffle=False,
+                            num_workers=n_workers, collate_fn=_collate)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(paths), unit="img", desc="predict", file=sys.stderr, dynamic_ncols=True)
+        try:
+            for batch, idxs, bad in loader:
+                for i, err in bad:
+                    s = Skipped(paths[i], err)
+                    self.skipped.append(s)
+                    if on_skip:
+                        on_skip(s)
+                if batch is not None:
+                    yield from self._results(self.predict_arrays(batch), topk, [paths[i] for i in idxs])
+                if bar is not None:
+                    bar.update(len(idxs) + len(bad))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def predict(self, images, topk: int = 5, batch_size: int = 32, workers="auto", progress: bool = False,
+                on_skip: Callable[[Skipped], None] | None = None) -> list[Prediction]:
+        """Predict one or many images: paths, folders, glob patterns, PIL images, or a mix.
+
+        Returns one `Prediction` per readable image, in input order (a folder or pattern expands to its
+        files in sorted order). Unreadable files are skipped and listed in `self.skipped` (and passed to
+        `on_skip` as they are found).
+        """
+        self.skipped = []
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        images = list(images)
+        if all(isinstance(im, Image.Image) for im in images):
+            return self.predict_images(images, topk, batch_size)
+        out: list[Prediction] = []
+        pending: list[str] = []
+
+        def flush():
+            if pending:
+                paths, problems = collect_paths(pending)
+                for msg in problems:
+                    s = Skipped(msg.split(":")[0], msg)
+                    self.skipped.append(s)
+                    if on_skip:
+                        on_skip(s)
+                out.extend(self.iter_predict(paths, topk, batch_size, workers, progress, on_skip))
+                pending.clear()
+
+        for im in images:
+            if isinstance(im, Image.Image):
+                flush()
+                out.extend(self.predict_images([im], topk))
+            else:
+                pending.append(os.fspath(im))
+        flush()
+        return out
+
+
+class _NumpyTransform:
+    """Picklable `numpy_preprocess` bound to a preprocessing config (for DataLoader workers)."""
+
+    def __init__(self, pre: dict):
+        self.pre = pre
+
+    def __call__(self, img: Image.Image) -> np.ndarray:
+        return numpy_preprocess(img, self.pre)
+
+
+def _stack_tensors(xs):
+    import torch
+    return torch.stack(xs)
+
+
+def find_onnx_for(path: str | os.PathLike) -> Path:
+    """The ONNX file `transferlearn export` writes by default for a checkpoint or run folder."""
+    p = Path(path)
+    candidate = p / "best.onnx" if p.is_dir() else p.with_suffix(".onnx")
+    if not candidate.is_file():
+        raise FileNotFoundError(f"no ONNX export found at {candidate}; run "
+                                f"`transferlearn export {path} --format onnx` first, or pass the .onnx file")
+    return candidate
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def write_csv(preds: Sequence[Prediction], path: str | os.PathLike, topk: int) -> None:
+    """path, label, confidence, then label_i / prob_i for i in 1..topk (UTF-8 with BOM for Excel)."""
+    import csv
+    cols = ["path", "label", "confidence"]
+    for i in range(1, topk + 1):
+        cols += [f"top{i}_label", f"top{i}_prob"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8-sig") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for p in preds:
+            row = [p.path, p.label, f"{p.confidence:.6f}"]
+            for lab, prob in p.topk[:topk]:
+                row += [lab, f"{prob:.6f}"]
+            w.writerow(row)
+
+
+def write_json(preds: Sequence[Prediction], path: str | os.PathLike, skipped: Sequence[Skipped] = (),
+               extra: dict | None = None) -> None:
+    """{...extra, predictions: [...], skipped: [...]} as UTF-8 JSON; path "-" writes to stdout."""
+    obj = {**(extra or {}), "predictions": [p.to_dict() for p in preds],
+           "skipped": [{"path": s.path, "error": s.error} for s in skipped]}
+    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    if os.fspath(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def format_table(preds: Sequence[Prediction], topk: int, max_rows: int = 0, width: int = 40) -> str:
+    """A plain-text table: image, top-1 label and confidence, then the other top-k guesses."""
+    rows = preds if not max_rows else preds[:max_rows]
+
+    def short(s: str) -> str:
+        return s if len(s) <= width else "..." + s[-(width - 3):]
+
+    head = ["image", "label", "conf"] + ([f"top-{min(topk, 5)}"] if topk > 1 else [])
+    body = []
+    for p in rows:
+        r = [short(p.path or "<image>"), p.label, f"{p.confidence:.3f}"]
+        if topk > 1:
+            r.append("  ".join(f"{lab} {prob:.3f}" for lab, prob in p.topk[1:topk]))
+        body.append(r)
+    widths = [max(_display_width(x) for x in col) for col in zip(head, *body)] if body else [len(h) for h in head]
+    lines = ["  ".join(_ljust(c, w) for c, w in zip(r, widths)).rstrip() for r in [head] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if max_rows and len(preds) > max_rows:
+        lines.append(f"... {len(preds) - max_rows} more rows (use --csv/--json for all, or --max-rows 0)")
+    return "\n".join(lines)
+
+
+def _display_width(s: str) -> int:
+    """Terminal columns: East Asian wide characters (e.g. Chinese class names) take two."""
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def _ljust(s: str, width: int) -> str:
+    return s + " " * max(0, width - _display_width(s))
+
+
+def summarize(preds: Sequence[Prediction]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in preds:
+        counts[p.label] = counts.get(p.label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def plot_prediction(pred: Prediction, classes: Sequence[str], preprocess: dict, path: str | os.PathLike,
+                    image: Image.Image | None = None, max_bars: int = 20) -> Path:
+    """The image (dashed: the center crop the model sees) beside a bar chart of class confidences."""
+    from .plots import plt  # Agg backend and CJK font already set up there
+    img = image if image is not None else load_rgb(pred.path)
+    probs = pred.probs if pred.probs is not None else np.array([dict(pred.topk).get(c, 0.0) for c in classes])
+    order = np.argsort(-probs, kind="stable")[:max_bars][::-1]
+    n = len(order)
+    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(10, max(3.6, 0.32 * n + 1.2)),
+                                         gridspec_kw={"width_ratios": [1, 1.2]})
+    img = to_rgb(img)
+    if max(img.size) > 1024:  # plots need no more; keeps thousands of plots fast
+        img = img.copy()
+        img.thumbnail((1024, 1024))
+    ax_img.imshow(img)
+    w, h = img.size  # dashed: the center crop the model sees
+    side = min(w, h) * preprocess["img_size"] / preprocess["resize"]
+    for style in ({"ls": "-", "lw": 2.2, "ec": "black"}, {"ls": "--", "lw": 1.4, "ec": "white"}):
+        ax_img.add_patch(plt.Rectangle(((w - side) / 2, (h - side) / 2), side, side, fill=False, alpha=0.85, **style))
+    ax_img.set_axis_off()
+    ax_img.set_title(Path(pred.path).name if pred.path else "image", fontsize=10)
+    colors = ["tab:orange" if j == pred.index else "tab:blue" for j in order]
+    bars = ax_bar.barh([classes[j] for j in order], probs[order], color=colors)
+    ax_bar.bar_label(bars, labels=[f"{probs[j]:.1%}" for j in order], padding=3, fontsize=9)
+    ax_bar.set_xlim(0, 1.15)
+    ax_bar.set_xlabel("confidence")
+    ax_bar.set_title(f"{pred.label}  {pred.confidence:.1%}", fontsize=12)
+    if len(classes) > n:
+        ax_bar.text(1.0, -0.12, f"top {n} of {len(classes)} classes", transform=ax_bar.transAxes,
+                    ha="right", fontsize=8, color="gray")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_name(pred_path: str | None, i: int, used: set[str]) -> str:
+    """A unique PNG file name per image: its stem, numbered when two images share one."""
+    stem = Path(pred_path).stem if pred_path else f"image{i}"
+    name = f"{stem}.png"
+    k = 2
+    while name in used:
+        name = f"{stem}_{k}.png"
+        k += 1
+    used.add(name)
+    return name
+
+
+def throughput(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("nan")
+
+
+__all__ = ["Classifier", "Prediction", "Skipped", "collect_paths", "numpy_preprocess", "crop_for_display",
+           "write_csv", "write_json", "format_table", "plot_prediction", "read_onnx_metadata"]
