@@ -203,7 +203,9 @@ def plot_image_grid(images, titles: list[str], path: str | Path, colors: list | 
     n = max(len(images), 1)
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, (cell + 0.45) * nrows), squeeze=False)
+    # constrained layout keeps the suptitle clear of the captions whatever the images' aspect ratios
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, (cell + 0.45) * nrows), squeeze=False,
+                             layout="constrained")
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= len(images):
@@ -223,7 +225,6 @@ def plot_image_grid(images, titles: list[str], path: str | Path, colors: list | 
         axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path, bbox_tight=True)
 
 
