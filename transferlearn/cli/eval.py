@@ -33,6 +33,6 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=5, help="top-k labels written per image in predictions.csv")
     p.add_argument("--mistakes", type=int, default=24, help="most confident mistakes shown in mistakes.png")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--workers", default="auto", help="data loader processes (auto: one per CPU core, max 8)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(func=_eval)
