@@ -135,10 +135,12 @@ def test_visualize_and_stats(trained, tmp_path):
     data, run = trained
     assert main(["visualize", "batch", "--data", str(data), "--n", "6", "--img-size", "48",
                  "--out", str(tmp_path / "batch.png")]) == 0
+    assert main(["visualize", "batch", "--data", str(data), "--n", "4", "--checkpoint", str(run / "best.pt"),
+                 "--augment", "strong", "--out", str(tmp_path / "strong.png")]) == 0
     assert main(["visualize", "predictions", str(run), "--data", str(data), "--n", "6",
                  "--out", str(tmp_path / "pred.png")]) == 0
     assert main(["data", "stats", str(data), "--out", str(tmp_path / "stats")]) == 0
-    for p in ("batch.png", "pred.png", "stats/class_counts.png", "stats/image_sizes.png"):
+    for p in ("batch.png", "strong.png", "pred.png", "stats/class_counts.png", "stats/image_sizes.png"):
         assert (tmp_path / p).stat().st_size > 5000, p
     stats = json.loads((tmp_path / "stats/stats.json").read_text(encoding="utf-8"))
     assert stats["counts"]["train"] == [8, 8, 8] and stats["counts"]["val"] == [5, 5, 5]

@@ -17,20 +17,25 @@ def denormalize(x, mean, std) -> np.ndarray:
 
 
 def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: int = 224, arch: str = "resnet18",
-                    checkpoint: str | Path | None = None, seed: int = 0, val_split: float = 0.2) -> Path:
+                    checkpoint: str | Path | None = None, seed: int = 0, val_split: float = 0.2,
+                    augment: str | None = None) -> Path:
     """A grid of `n` training images after training augmentation, de-normalised, with class labels.
 
-    Preprocessing (size, mean, std) comes from `checkpoint` when given, else from `arch` and `img_size`."""
+    Preprocessing (size, mean, std) and the augmentation preset come from `checkpoint` when given,
+    else from `arch`, `img_size` and `augment` (default: standard)."""
     from . import plots
 
     splits = find_splits(data, val_split, seed)
     if checkpoint:
         from .checkpoint import load
-        pre = load(checkpoint)["preprocess"]
+        ck = load(checkpoint)
+        pre = ck["preprocess"]
+        augment = augment or ck.get("augment") or "standard"
     else:
         spec = get_spec(arch)
         pre = preprocess_config(img_size, spec.mean, spec.std)
-    ds = ImageDataset(splits.train, train_transform(pre))
+        augment = augment or "standard"
+    ds = ImageDataset(splits.train, train_transform(pre, augment))
     rng = random.Random(seed)
     idx = rng.sample(range(len(ds)), min(n, len(ds)))
     import torch
@@ -46,8 +51,8 @@ def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: in
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return plots.plot_image_grid(images, titles, out, ncols=8,
-                                 title=f"{len(images)} augmented training images ({pre['img_size']} px, "
-                                       f"RandomResizedCrop + flip) from {Path(data).name}")
+                                 title=f"{len(images)} training images as the model sees them "
+                                       f"({pre['img_size']} px, --augment {augment}) from {Path(data).name}")
 
 
 def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,

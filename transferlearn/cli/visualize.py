@@ -5,7 +5,7 @@ from __future__ import annotations
 def _batch(args) -> int:
     from transferlearn.visualize import visualize_batch
     path = visualize_batch(args.data, args.out, n=args.n, img_size=args.img_size, arch=args.arch,
-                           checkpoint=args.checkpoint, seed=args.seed)
+                           checkpoint=args.checkpoint, seed=args.seed, augment=args.augment)
     print(f"wrote {path}")
     return 0
 
@@ -19,6 +19,7 @@ def _predictions(args) -> int:
 
 
 def add_parser(sub) -> None:
+    from transferlearn.data import AUGMENT_PRESETS
     from transferlearn.models import list_archs
 
     p = sub.add_parser("visualize", help="image grids: an augmented training batch, or predictions",
@@ -29,7 +30,10 @@ def add_parser(sub) -> None:
     b.add_argument("--n", type=int, default=32, help="number of images")
     b.add_argument("--img-size", type=int, default=224)
     b.add_argument("--arch", default="resnet18", choices=list_archs(), help="for its normalisation mean/std")
-    b.add_argument("--checkpoint", default=None, help="take image size and normalisation from this checkpoint")
+    b.add_argument("--augment", default=None, choices=AUGMENT_PRESETS,
+                   help="augmentation preset to show (default: the checkpoint's, else standard)")
+    b.add_argument("--checkpoint", default=None,
+                   help="take image size, normalisation and augmentation preset from this checkpoint")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", default="runs/visualize/batch.png", help="PNG to write")
     b.set_defaults(func=_batch)
