@@ -81,8 +81,11 @@ def main() -> None:
         if not a.skip_reference:
             print(f"reference loop, {mode} ...", file=sys.stderr, flush=True)
             ref = run_reference(a.reference, a.data, mode, a.epochs)
+            print(f"  reference {mode}: {json.dumps(ref)}", file=sys.stderr, flush=True)
         print(f"transferlearn, {mode} ...", file=sys.stderr, flush=True)
         ours = run_ours(a.data, mode, a.epochs, a.arch, [])
+        print(f"  transferlearn {mode}: best {ours['best_val_acc']:.4f}, {ours['process_seconds']:.1f} s",
+              file=sys.stderr, flush=True)
         raw[mode] = {"reference": ref, "ours": ours}
         if ref:
             rows.append(f"| {mode} | tutorial loop (fp32, PIL every epoch) | {ref['best_val_acc']:.4f} | "
