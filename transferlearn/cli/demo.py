@@ -11,7 +11,7 @@ def _demo(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="compare the three modes on a small Fashion-MNIST subset (offline)")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--train-images", type=int, default=2000)
     p.add_argument("--val-images", type=int, default=500)
     p.add_argument("--img-size", type=int, default=64)
