@@ -231,12 +231,6 @@ def _collate(items):
     return batch, [i for _, i, _ in ok], bad
 
 
-def _resolve_workers(workers) -> int:
-    if workers in (None, "auto"):
-        return min(os.cpu_count() or 1, 8)
-    return int(workers)
-
-
 # ---------------------------------------------------------------- the classifier
 
 
@@ -336,8 +330,10 @@ class Classifier:
                      ) -> Iterator[Prediction]:
         """Stream predictions for image files, batch by batch (order kept, unreadable files skipped)."""
         from torch.utils.data import DataLoader
+
+        from .data import resolve_workers
         n_batches = -(-len(paths) // max(batch_size, 1))
-        n_workers = 0 if n_batches <= 1 else min(_resolve_workers(workers), n_batches)
+        n_workers = 0 if n_batches <= 1 else min(resolve_workers(workers), n_batches)
         loader = DataLoader(_FileDataset(paths, self.transform), batch_size=batch_size, shuffle=False,
                             num_workers=n_workers, collate_fn=_collate)
         bar = None

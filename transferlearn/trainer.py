@@ -119,25 +119,30 @@ def build_loaders(splits, pre: dict, cfg: TrainConfig, model, device, amp: str, 
     workers = resolve_workers(cfg.workers)
     train_tf, val_tf = train_transform(pre, cfg.augment), eval_transform(pre)
 
-    def loader(samples, tf, shuffle, sampler=None):
+    decoded = {}  # split name -> DecodedImages, built (or found on disk) once per run
+
+    def loader(split, tf, shuffle, sampler=None):
+        samples = getattr(splits, split)
         if not cfg.cache:
             return make_loader(samples, tf, cfg.batch_size, shuffle=shuffle, workers=workers, seed=cfg.seed,
                                sampler=sampler)
         from .cache import CachedImageDataset, DecodedImages
-        decoded = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir, workers, cfg.quiet)
-        ds = CachedImageDataset(decoded, [y for _, y in samples], tf)
+        if split not in decoded:
+            decoded[split] = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir, workers,
+                                                 cfg.quiet)
+        ds = CachedImageDataset(decoded[split], [y for _, y in samples], tf)
         # cached samples cost ~1 ms to augment: worker processes would only compete with the model for cores
         return make_loader(ds, None, cfg.batch_size, shuffle=shuffle, workers=0, seed=cfg.seed, sampler=sampler)
 
-    val_dl = loader(splits.val, val_tf, False)
+    val_dl = loader("val", val_tf, False)
     if not cfg.feature_cache:
-        return loader(splits.train, train_tf, True, sampler), val_dl, None
+        return loader("train", train_tf, True, sampler), val_dl, None
 
     from .cache import FeatureBatches, extract_features
     ctx = lambda: autocast(device, amp)  # noqa: E731
     views, labels = [], None
     for k in range(cfg.aug_views):
-        f, labels = extract_features(model.backbone, loader(splits.train, train_tf, False), device, ctx,
+        f, labels = extract_features(model.backbone, loader("train", train_tf, False), device, ctx,
                                      desc=f"features: train view {k + 1}/{cfg.aug_views}", quiet=cfg.quiet)
         views.append(f)
     vf, vl = extract_features(model.backbone, val_dl, device, ctx, desc="features: val", quiet=cfg.quiet)
