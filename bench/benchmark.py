@@ -92,6 +92,8 @@ def main() -> None:
                         f"{ref['seconds']:.1f} | - | {ref['images_per_second']:.1f} | 1.0x |")
         speed = f"{ref['seconds'] / ours['wall_seconds']:.1f}x" if ref else "-"
         how = "feature cache" if ours["feature_cache"] else "decode cache"
+        if ours.get("train_size") and ours["train_size"] != ours.get("img_size"):
+            how += f", train {ours['train_size']} px / val {ours['img_size']} px"
         rows.append(f"| {mode} | transferlearn ({how}, {ours['amp']}) | {ours['best_val_acc']:.4f} | "
                     f"{ours['wall_seconds']:.1f} | {ours['process_seconds']:.1f} | "
                     f"{a.epochs * ours['train_images'] / ours['wall_seconds']:.1f} | {speed} |")
@@ -102,10 +104,12 @@ def main() -> None:
           "|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     if "all-layers" in a.modes:
-        ceiling = model_step_throughput(a.arch, "all-layers")
-        e2e = raw["all-layers"]["ours"]["epoch_images_per_second"]
+        ours = raw["all-layers"]["ours"]
+        size = ours.get("train_size", 224)
+        ceiling = model_step_throughput(a.arch, "all-layers", size=size)
+        e2e = ours["epoch_images_per_second"]
         raw["model_only_images_per_second"] = ceiling
-        print(f"\nall-layers training step, synthetic tensors (model only): {ceiling:.1f} img/s; "
+        print(f"\nall-layers training step at {size} px, synthetic tensors (model only): {ceiling:.1f} img/s; "
               f"end to end (epochs' train phase, real data): {e2e:.1f} img/s = {e2e / ceiling:.0%} of model-only")
     if a.json:
         Path(a.json).write_text(json.dumps(raw, indent=2))

@@ -136,10 +136,15 @@ def find_splits(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0) 
 
 # ---------------------------------------------------------------- transforms
 
-def preprocess_config(img_size: int, mean, std) -> dict:
-    """Everything inference needs to reproduce eval preprocessing; stored in every checkpoint."""
+def preprocess_config(img_size: int, mean, std, train_size: int | None = None) -> dict:
+    """Everything inference needs to reproduce eval preprocessing; stored in every checkpoint.
+
+    `train_size` is the crop the training augmentation produces; it may be smaller than the eval
+    `img_size` (train low, test high: RandomResizedCrop enlarges objects, so a smaller training crop
+    matches their apparent size at test time and costs (train/img)^2 of the compute)."""
     return {"img_size": int(img_size), "resize": int(round(img_size * 256 / 224)), "mean": list(mean),
-            "std": list(std), "interpolation": "bilinear", "crop": "center"}
+            "std": list(std), "interpolation": "bilinear", "crop": "center",
+            "train_size": int(train_size or img_size)}
 
 
 def _to_float(pre: dict) -> list:
@@ -157,14 +162,16 @@ AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 
 
 def train_transform(pre: dict, augment: str = "standard"):
-    """Training-time augmentation. none: the eval transform; light: resize + random crop of the
-    eval-sized image (mild) + flip; standard: RandomResizedCrop + flip; strong: standard +
+    """Training-time augmentation, producing `pre["train_size"]` crops. none: the eval transform;
+    light: resize + random crop (mild) + flip; standard: RandomResizedCrop + flip; strong: standard +
     TrivialAugmentWide + RandomErasing. The checkpoint records the preset (meta "augment")."""
-    size, interp = pre["img_size"], T.InterpolationMode.BILINEAR
+    size, interp = pre.get("train_size") or pre["img_size"], T.InterpolationMode.BILINEAR
+    resize = int(round(size * pre["resize"] / pre["img_size"]))  # the eval resize, scaled to the training crop
     if augment == "none":
-        return eval_transform(pre)
+        return T.Compose([T.Resize(resize, interpolation=interp, antialias=True), T.CenterCrop(size),
+                          *_to_float(pre)])
     if augment == "light":
-        return T.Compose([T.Resize(pre["resize"], interpolation=interp, antialias=True), T.RandomCrop(size),
+        return T.Compose([T.Resize(resize, interpolation=interp, antialias=True), T.RandomCrop(size),
                           T.RandomHorizontalFlip(), *_to_float(pre)])
     if augment == "standard":
         return T.Compose([T.RandomResizedCrop(size, interpolation=interp, antialias=True), T.RandomHorizontalFlip(),

@@ -8,6 +8,12 @@
 Per-mode defaults are what a practitioner would pick for a small dataset: a frozen backbone
 tolerates a high learning rate on the head, fine-tuning needs a small one so the pretrained
 features are not destroyed, and from scratch needs a larger one plus more regularisation.
+
+Where the backbone trains, it trains on smaller crops than it is evaluated on (160 px for 224;
+"train low, test high", Touvron et al. 2019, FixRes; torchvision's recipes use 176): RandomResizedCrop
+enlarges objects, so a smaller training crop matches their apparent size at test time, and each
+step costs about half the compute. On hymenoptera (lite0, 25 epochs, two seeds) 160 px was both
+faster and at least as accurate as 176 and 224 px (README, "Speed").
 """
 from __future__ import annotations
 
@@ -25,12 +31,15 @@ class ModeDefaults:
     lr: float
     weight_decay: float
     scheduler: str
+    train_scale: float = 1.0  # training crop = round(img_size * train_scale), to a multiple of 8
 
 
 DEFAULTS = {
     "last-layer": ModeDefaults(weights="imagenet", optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"),
-    "all-layers": ModeDefaults(weights="imagenet", optimizer="adamw", lr=1e-4, weight_decay=1e-4, scheduler="cosine"),
-    "scratch": ModeDefaults(weights="none", optimizer="adamw", lr=1e-3, weight_decay=5e-4, scheduler="cosine"),
+    "all-layers": ModeDefaults(weights="imagenet", optimizer="adamw", lr=3e-4, weight_decay=1e-4, scheduler="cosine",
+                               train_scale=160 / 224),
+    "scratch": ModeDefaults(weights="none", optimizer="adamw", lr=1e-3, weight_decay=5e-4, scheduler="cosine",
+                            train_scale=160 / 224),
 }
 
 

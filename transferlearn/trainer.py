@@ -35,7 +35,8 @@ class TrainConfig:
     init: str = "kaiming"  # scratch mode only
     epochs: int = 10
     batch_size: int = 32
-    img_size: int = 224
+    img_size: int = 224  # eval / inference size, stored in the checkpoint
+    train_size: int | None = None  # training crop; None: the mode's default (modes.DEFAULTS train_scale)
     optimizer: str | None = None
     lr: float | None = None
     momentum: float = 0.9
@@ -74,6 +75,10 @@ class TrainConfig:
         c.lr = d.lr if c.lr is None else c.lr
         c.weight_decay = d.weight_decay if c.weight_decay is None else c.weight_decay
         c.scheduler = c.scheduler or d.scheduler
+        if c.train_size is None:
+            c.train_size = max(8, int(round(c.img_size * d.train_scale / 8)) * 8) if d.train_scale != 1 else c.img_size
+        if not 8 <= c.train_size <= 4 * c.img_size:
+            raise ValueError(f"--train-size {c.train_size} is out of range for --img-size {c.img_size}")
         if c.mode == "scratch" and c.weights == "imagenet":
             raise ValueError("mode scratch trains from random init; --weights imagenet contradicts it "
                              "(use --mode all-layers to fine-tune ImageNet weights)")
@@ -181,7 +186,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     for note in splits.notes:
         log(note)
     spec = get_spec(cfg.arch)
-    pre = preprocess_config(cfg.img_size, spec.mean, spec.std)
+    pre = preprocess_config(cfg.img_size, spec.mean, spec.std, cfg.train_size)
     counts = splits.counts("train")
     sampler, loss_weight = balance_setup(splits.train, counts, cfg.balance, cfg.seed)  # --balance
     log(f"data {cfg.data}: {len(splits.classes)} classes, {len(splits.train)} train / {len(splits.val)} val images")
@@ -272,6 +277,7 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
                                                 max(sum(r["train_seconds"] for r in state.history), 1e-9), 1),
                "train_images": len(splits.train), "val_images": len(splits.val),
                "classes": len(splits.classes), "trainable_params": n_train, "total_params": n_all,
+               "img_size": cfg.img_size, "train_size": cfg.train_size,
                "device": str(device), "amp": amp, "run_dir": str(run_dir)}
     write_json(run_dir / "summary.json", summary)
     _report(write_report, run_dir)

@@ -16,7 +16,10 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="folder with train/<class>/ and val/<class>/ (val/ optional)")
     g.add_argument("--val-split", type=float, default=0.2,
                    help="fraction of train/ held out (stratified, seeded) when there is no val/ folder")
-    g.add_argument("--img-size", type=int, default=224)
+    g.add_argument("--img-size", type=int, default=224, help="eval and inference size (stored in the checkpoint)")
+    g.add_argument("--train-size", type=int, default=None,
+                   help="training crop size; default by mode (smaller than --img-size where the backbone trains: "
+                        "faster, and 'train low, test high' keeps accuracy)")
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--workers", default="auto", help="data loader processes (auto: one per CPU core, max 8)")
     g.add_argument("--augment", choices=["none", "light", "standard", "strong"], default="standard",

@@ -1,0 +1,61 @@
+"""--train-size: train at a smaller crop than the eval size (train low, test high)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from defects import noise_image  # noqa: E402
+
+from conftest import FAST  # noqa: E402
+from transferlearn import trainer  # noqa: E402
+from transferlearn.checkpoint import load  # noqa: E402
+from transferlearn.data import AUGMENT_PRESETS, eval_transform, preprocess_config, train_transform  # noqa: E402
+from transferlearn.modes import DEFAULTS  # noqa: E402
+from transferlearn.trainer import TrainConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("augment", AUGMENT_PRESETS)
+def test_train_transform_makes_train_size_crops(augment):
+    pre = preprocess_config(48, (0.5,) * 3, (0.5,) * 3, train_size=32)
+    img = noise_image(2, (70, 55))
+    assert train_transform(pre, augment)(img).shape == (3, 32, 32)
+    assert eval_transform(pre)(img).shape == (3, 48, 48)  # eval and inference keep img_size
+
+
+def test_preprocess_without_train_size_trains_at_img_size():
+    pre = preprocess_config(40, (0.5,) * 3, (0.5,) * 3)
+    assert pre["train_size"] == 40
+    del pre["train_size"]  # checkpoints written before --train-size existed
+    assert train_transform(pre, "standard")(noise_image(0, (60, 50))).shape == (3, 40, 40)
+
+
+def test_train_size_defaults_by_mode():
+    for mode, d in DEFAULTS.items():
+        c = TrainConfig(mode=mode, img_size=224).resolved()
+        expected = 224 if d.train_scale == 1 else int(round(224 * d.train_scale / 8)) * 8
+        assert c.train_size == expected and c.train_size % 8 == 0
+    assert TrainConfig(mode="last-layer").resolved().train_size == 224  # features cached at full size
+    assert TrainConfig(mode="all-layers", train_size=200).resolved().train_size == 200  # explicit wins
+    with pytest.raises(ValueError, match="--train-size"):
+        TrainConfig(mode="all-layers", train_size=4).resolved()
+
+
+def test_training_batches_at_train_size_validation_at_img_size(dataset, tmp_path, monkeypatch):
+    shapes = {True: set(), False: set()}  # model.training -> input sizes seen
+    make = trainer.create_model
+
+    def spy(*a, **k):
+        m = make(*a, **k)
+        m.register_forward_pre_hook(lambda mod, args: shapes[mod.training].add(tuple(args[0].shape[-2:])))
+        return m
+
+    monkeypatch.setattr(trainer, "create_model", spy)
+    s = trainer.train(data=str(dataset), mode="all-layers", epochs=1, train_size=48, project=str(tmp_path / "r"),
+                      **FAST)
+    assert shapes == {True: {(48, 48)}, False: {(64, 64)}}
+    ck = load(s["run_dir"] + "/best.pt")
+    assert ck["preprocess"]["img_size"] == 64 and ck["preprocess"]["train_size"] == 48
+    assert s["train_size"] == 48 and s["img_size"] == 64
