@@ -64,6 +64,38 @@ def model_step_throughput(arch: str, mode: str, batch: int = 32, size: int = 224
     return batch * steps / (time.perf_counter() - t0)
 
 
+def format_table(raw: dict, arch: str, data: str, epochs: int) -> str:
+    """The markdown table from the raw numbers. img/s counts what the tutorial counts: train and val
+    images through the model per epoch, times epochs, over the loop seconds."""
+    rows = []
+    for mode in [m for m in raw if isinstance(raw[m], dict) and "ours" in raw[m]]:
+        ref, ours = raw[mode]["reference"], raw[mode]["ours"]
+        if ref:
+            rows.append(f"| {mode} | tutorial loop (fp32, PIL every epoch) | {ref['best_val_acc']:.4f} | "
+                        f"{ref['seconds']:.1f} | - | {ref['images_per_second']:.1f} | 1.0x |")
+        speed = f"{ref['seconds'] / ours['wall_seconds']:.1f}x" if ref else "-"
+        how = "feature cache" if ours["feature_cache"] else "decode cache"
+        if ours.get("train_size") and ours["train_size"] != ours.get("img_size"):
+            how += f", train {ours['train_size']} px / val {ours['img_size']} px"
+        seen = epochs * (ours["train_images"] + ours["val_images"])
+        rows.append(f"| {mode} | transferlearn ({how}, {ours['amp']}) | {ours['best_val_acc']:.4f} | "
+                    f"{ours['wall_seconds']:.1f} | {ours['process_seconds']:.1f} | "
+                    f"{seen / ours['wall_seconds']:.1f} | {speed} |")
+    out = [f"{arch}, {Path(data).name}, {epochs} epochs, {os.cpu_count()} CPU cores. 'loop s' is the span the "
+           f"tutorial times (data loading, cold cache build, feature extraction, training, validation; not imports "
+           f"or model construction); 'process s' is our whole command, imports included; img/s is (train + val "
+           f"images) x epochs / loop s, as the tutorial counts.\n",
+           "| mode | loop | best val acc | loop s | process s | img/s | speed-up (loop s) |",
+           "|---|---|---|---|---|---|---|", *rows]
+    if "model_only_images_per_second" in raw:
+        ours = raw["all-layers"]["ours"]
+        ceiling, e2e = raw["model_only_images_per_second"], ours["epoch_images_per_second"]
+        out.append(f"\nall-layers training step at {ours.get('train_size', 224)} px, synthetic tensors (model only): "
+                   f"{ceiling:.1f} img/s; end to end (epochs' train phase, real data): {e2e:.1f} img/s = "
+                   f"{e2e / ceiling:.0%} of model-only")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
@@ -74,8 +106,12 @@ def main() -> None:
                                                 "reference_tutorial.py"))
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
+    ap.add_argument("--from-json", default=None, help="print the table from a --json file of an earlier run")
     a = ap.parse_args()
-    rows, raw = [], {}
+    if a.from_json:
+        print(format_table(json.loads(Path(a.from_json).read_text()), a.arch, a.data, a.epochs))
+        return
+    raw = {}
     for mode in a.modes:
         ref = None
         if not a.skip_reference:
@@ -87,32 +123,12 @@ def main() -> None:
         print(f"  transferlearn {mode}: best {ours['best_val_acc']:.4f}, {ours['process_seconds']:.1f} s",
               file=sys.stderr, flush=True)
         raw[mode] = {"reference": ref, "ours": ours}
-        if ref:
-            rows.append(f"| {mode} | tutorial loop (fp32, PIL every epoch) | {ref['best_val_acc']:.4f} | "
-                        f"{ref['seconds']:.1f} | - | {ref['images_per_second']:.1f} | 1.0x |")
-        speed = f"{ref['seconds'] / ours['wall_seconds']:.1f}x" if ref else "-"
-        how = "feature cache" if ours["feature_cache"] else "decode cache"
-        if ours.get("train_size") and ours["train_size"] != ours.get("img_size"):
-            how += f", train {ours['train_size']} px / val {ours['img_size']} px"
-        rows.append(f"| {mode} | transferlearn ({how}, {ours['amp']}) | {ours['best_val_acc']:.4f} | "
-                    f"{ours['wall_seconds']:.1f} | {ours['process_seconds']:.1f} | "
-                    f"{a.epochs * ours['train_images'] / ours['wall_seconds']:.1f} | {speed} |")
-    print(f"\n{a.arch}, {Path(a.data).name}, {a.epochs} epochs, {os.cpu_count()} CPU cores. 'loop s' is the span "
-          f"the tutorial times (data loading, cold cache build, feature extraction, training, validation; not "
-          f"imports or model construction); 'process s' is our whole command, imports included.\n")
-    print("| mode | loop | best val acc | loop s | process s | train img/s | speed-up (loop s) |\n"
-          "|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    if "all-layers" in a.modes:
-        ours = raw["all-layers"]["ours"]
-        size = ours.get("train_size", 224)
-        ceiling = model_step_throughput(a.arch, "all-layers", size=size)
-        e2e = ours["epoch_images_per_second"]
-        raw["model_only_images_per_second"] = ceiling
-        print(f"\nall-layers training step at {size} px, synthetic tensors (model only): {ceiling:.1f} img/s; "
-              f"end to end (epochs' train phase, real data): {e2e:.1f} img/s = {e2e / ceiling:.0%} of model-only")
+    if "all-layers" in raw:
+        size = raw["all-layers"]["ours"].get("train_size", 224)
+        raw["model_only_images_per_second"] = model_step_throughput(a.arch, "all-layers", size=size)
     if a.json:
         Path(a.json).write_text(json.dumps(raw, indent=2))
+    print("\n" + format_table(raw, a.arch, a.data, a.epochs))
 
 
 if __name__ == "__main__":

@@ -72,9 +72,7 @@ def test_train_with_weighted_loss_and_strong_augment_records_them(tmp_path, caps
                     balance="weighted-loss", augment="strong")
     out = capsys.readouterr().out
     assert "train images per class: big 8, small 2" in out and "warning: class imbalance" in out
-    # weights_only=False: checkpoint.versions() stores a TorchVersion object, which core loading rejects
-    # (a core bug, reported; this file was just written by this test)
-    ck = torch.load(Path(summary["run_dir"]) / "best.pt", weights_only=False)
+    ck = torch.load(Path(summary["run_dir"]) / "best.pt", weights_only=True)
     assert ck["augment"] == "strong" and ck["args"]["balance"] == "weighted-loss"
 
 

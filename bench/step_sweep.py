@@ -1,0 +1,61 @@
+"""Training-step and inference throughput of one architecture under the settings that matter on a CPU.
+
+    python bench/step_sweep.py --arch efficientnet_lite0
+
+Synthetic tensors, no data loading: how image size, batch size, channels_last and bf16 change the cost
+of one all-layers step (forward + backward + AdamW) and of one inference forward.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from transferlearn.engine import autocast, create_state
+from transferlearn.models import create_model
+from transferlearn.modes import set_train
+
+
+def throughput(arch: str, size: int, batch: int, channels_last: bool, amp: str, steps: int = 5) -> tuple[float, float]:
+    """(train img/s, inference img/s) after one warm-up step each."""
+    device = torch.device("cpu")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    m = create_model(arch, 2, weights="none").to(memory_format=fmt)
+    st = create_state(m, "all-layers", "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1)
+    set_train(m, "all-layers")
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
+    y = torch.randint(0, 2, (batch,))
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        with autocast(device, amp):
+            loss = torch.nn.functional.cross_entropy(m(x).float(), y)
+        st.optimizer.zero_grad()
+        loss.backward()
+        st.optimizer.step()
+    train = batch * steps / (time.perf_counter() - t0)
+    m.eval()
+    with torch.no_grad(), autocast(device, amp):
+        m(x)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            m(x)
+    return train, batch * 3 / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="efficientnet_lite0")
+    a = ap.parse_args()
+    grid = [(224, 32, True, "bf16"), (224, 32, True, "off"), (224, 32, False, "bf16"), (224, 64, True, "bf16"),
+            (192, 32, True, "bf16"), (176, 32, True, "bf16"), (160, 32, True, "bf16"), (128, 32, True, "bf16")]
+    print(f"{a.arch}, {torch.get_num_threads()} threads\n\n| size | batch | channels_last | amp | train img/s | "
+          f"inference img/s |\n|---|---|---|---|---|---|")
+    for size, batch, cl, amp in grid:
+        tr, inf = throughput(a.arch, size, batch, cl, amp)
+        print(f"| {size} | {batch} | {'yes' if cl else 'no'} | {amp} | {tr:.1f} | {inf:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
