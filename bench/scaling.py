@@ -19,7 +19,7 @@ from transferlearn.demo import make_demo_folder
 from transferlearn.trainer import train
 n, arch, size, epochs, project = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 data = make_demo_folder(n_train=n, n_val=1000)
-s = train(data=str(data), mode="all-layers", arch=arch, img_size=size, epochs=epochs, batch_size=64,
+s = train(data=str(data), mode="all-layers", arch=arch, img_size=size, train_size=size, epochs=epochs, batch_size=64,
           project=project, name=f"n{n}", quiet=True, eval_interval=epochs)
 print(json.dumps({"n": n, "prep_seconds": s["prep_seconds"], "epoch_images_per_second": s["epoch_images_per_second"],
                   "epoch_seconds": n / s["epoch_images_per_second"], "best_val_acc": s["best_val_acc"],
