@@ -162,9 +162,9 @@ AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 
 
 def train_transform(pre: dict, augment: str = "standard"):
-    """Training-time augmentation, producing `pre["train_size"]` crops. none: the eval transform;
-    light: resize + random crop (mild) + flip; standard: RandomResizedCrop + flip; strong: standard +
-    TrivialAugmentWide + RandomErasing. The checkpoint records the preset (meta "augment")."""
+    """Training-time augmentation, producing `pre["train_size"]` crops. none: the eval transform at
+    that size; light: resize + random crop (mild) + flip; standard: RandomResizedCrop + flip; strong:
+    standard + TrivialAugmentWide + RandomErasing. The checkpoint records the preset (meta "augment")."""
     size, interp = pre.get("train_size") or pre["img_size"], T.InterpolationMode.BILINEAR
     resize = int(round(size * pre["resize"] / pre["img_size"]))  # the eval resize, scaled to the training crop
     if augment == "none":

@@ -13,7 +13,7 @@ Where the backbone trains, it trains on smaller crops than it is evaluated on (1
 "train low, test high", Touvron et al. 2019, FixRes; torchvision's recipes use 176): RandomResizedCrop
 enlarges objects, so a smaller training crop matches their apparent size at test time, and each
 step costs about half the compute. On hymenoptera (lite0, 25 epochs, two seeds) 160 px was both
-faster and at least as accurate as 176 and 224 px (README, "Speed").
+faster and at least as accurate as 176 and 224 px (docs/speed.md).
 """
 from __future__ import annotations
 

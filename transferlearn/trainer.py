@@ -158,6 +158,12 @@ def build_loaders(splits, pre: dict, cfg: TrainConfig, model, device, amp: str, 
             FeatureBatches([vf], vl, cfg.batch_size, shuffle=False), model.head)
 
 
+def _sizes(cfg: TrainConfig) -> str:
+    if cfg.train_size == cfg.img_size:
+        return f"{cfg.img_size} px"
+    return f"train {cfg.train_size} px / eval {cfg.img_size} px"
+
+
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -220,7 +226,8 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     write_json(run_dir / "classes.json", splits.classes)
     tb = TensorBoardLogger(run_dir)
     log(f"{cfg.mode} | {cfg.arch} weights={cfg.weights} | {n_train:,} of {n_all:,} parameters trainable | "
-        f"{cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g} {cfg.scheduler} | device {device}"
+        f"{cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g} {cfg.scheduler} | "
+        f"{_sizes(cfg)} | device {device}"
         f"{' ' + amp if amp != 'off' else ''} | data: {pipeline} | run folder {run_dir}")
 
     meta = {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(splits.classes),
