@@ -20,10 +20,30 @@ def test_decoded_val_pixels_match_the_eval_pipeline(dataset, tmp_path):
     dec = DecodedImages.build(paths, pre["resize"], tmp_path, workers=0, quiet=True)
     tf_cached = tf_pil = eval_transform(pre)  # one transform serves PIL images and cached tensors
     for i, p in enumerate(paths):
-        a = tf_cached(torch.from_numpy(np.array(dec.array[i])).permute(2, 0, 1))
+        a = tf_cached(torch.from_numpy(dec[i]).permute(2, 0, 1))
         b = tf_pil(load_rgb(p))
         assert a.shape == b.shape == (3, 40, 40)
         assert (a - b).abs().mean() < 0.03  # same resize-then-centre-crop, up to resampling detail
+
+
+def test_decode_cache_keeps_the_whole_frame(tmp_path):
+    """Training crops come from the full image, as in the uncached loop, not from a centre square."""
+    from PIL import Image
+    from torchvision.transforms import v2 as T
+
+    wide = np.zeros((40, 80, 3), np.uint8)
+    wide[:, :10] = (255, 0, 0)  # a red left edge that a centre square would cut off
+    wide[:, 10:] = (0, 0, 255)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    Image.fromarray(np.full((20, 200, 3), 128, np.uint8)).save(tmp_path / "panorama.png")
+    Image.fromarray(np.full((45, 30, 3), 60, np.uint8)).save(tmp_path / "tall.png")  # 2:3 portrait
+    dec = DecodedImages.build([str(tmp_path / n) for n in ("wide.png", "panorama.png", "tall.png")], 20,
+                              tmp_path / "c", quiet=True)
+    assert dec[0].shape == (20, 40, 3) and dec[1].shape == (20, 40, 3) and dec[2].shape == (30, 20, 3)
+    assert dec[0][:, 0, 0].min() > 200 and dec[0][:, 0, 2].max() < 60  # left edge still red
+    assert dec[0][:, -1, 2].min() > 200
+    x = torch.from_numpy(dec[0]).permute(2, 0, 1)
+    assert torch.equal(T.Resize(20, antialias=True)(x), x)  # eval's Resize is the identity on cached pixels
 
 
 def test_decode_cache_is_reused_and_rebuilt_when_a_file_changes(dataset, tmp_path):

@@ -1,11 +1,11 @@
 """Work that does not change between epochs, done once.
 
-- `DecodedImages`: every image decoded, resized (shorter side = preprocess 'resize') and
-  centre-cropped to a square once, stored as a uint8 memory-mapped file on disk keyed by each
+- `DecodedImages`: every image decoded and resized once (shorter side = preprocess 'resize', the
+  whole frame kept up to a 2:1 aspect), stored as a uint8 memory-mapped file on disk keyed by each
   file's path, size and mtime plus the resize parameters. Epochs then read raw pixels from the
-  page cache and only crop/flip/normalise tensors. Memory stays bounded: nothing is held whole.
-  Validation through the cache is exact (resize-then-centre-crop is what eval does anyway);
-  training crops are drawn from the centre square instead of the full frame.
+  page cache and only crop/flip/normalise tensors, so training crops see the same frame the
+  uncached loop sees. Memory stays bounded: nothing is held whole. Validation through the cache
+  matches the eval pipeline (eval's Resize is the identity on a cached image).
 - `extract_features`: a frozen backbone is a fixed function, so last-layer training computes its
   features once (K augmented views per training image, one clean view per val image) and then
   trains the head on them.
@@ -28,51 +28,71 @@ from tqdm.auto import tqdm
 from .engine import to_device
 from .files import to_rgb
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: whole frame, variable shape (1: centre squares)
 
 
 def default_cache_root() -> Path:
     return Path(os.environ.get("TRANSFERLEARN_CACHE", Path.home() / ".cache" / "transferlearn"))
 
 
-def decode_square(path: str, size: int) -> np.ndarray:
-    """Decode, shorter side to `size` (bilinear, antialiased), centre crop to size x size, HWC uint8."""
+MAX_ASPECT = 2.0  # a longer side beyond this many times the shorter one is centre-cropped to it
+
+
+def resized_shape(w: int, h: int, size: int) -> tuple[int, int]:
+    """(width, height) with the shorter side `size`, computed as torchvision's Resize(size) does, so that
+    eval's Resize on a cached image is the identity; the longer side capped at MAX_ASPECT * size."""
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = min(int(size * long / short), int(MAX_ASPECT * size))
+    return (size, new_long) if w <= h else (new_long, size)
+
+
+def decode_resized(path: str, size: int) -> np.ndarray:
+    """Decode, shorter side to `size` (bilinear, antialiased), whole frame kept, HWC uint8."""
     with Image.open(path) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that still covers `size`
         im.seek(0)
         im.load()
         im = to_rgb(im)
     w, h = im.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    short = min(w, h)
+    full = (size, int(size * h / short)) if w <= h else (int(size * w / short), size)
+    im = im.resize(full, Image.BILINEAR, reducing_gap=3.0)
+    nw, nh = resized_shape(w, h, size)
+    left, top = (full[0] - nw) // 2, (full[1] - nh) // 2
+    return np.asarray(im.crop((left, top, left + nw, top + nh)), dtype=np.uint8)
 
 
 def _decode_one(args):
     path, size = args
     try:
-        return decode_square(path, size), None
+        return decode_resized(path, size), None
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
 
 
 class DecodedImages:
-    """An on-disk uint8 array [N, S, S, 3] plus a validity mask; opened read-only as a memmap."""
+    """One flat on-disk uint8 file of HWC images (shorter side = size, any aspect) with each image's
+    offset and shape in a JSON sidecar; opened read-only as a memmap."""
 
     def __init__(self, data_path: Path, meta: dict):
         self.meta = meta
         self.size = meta["size"]
         self.valid = np.array(meta["valid"], dtype=bool)
-        self.array = np.memmap(data_path, dtype=np.uint8, mode="r", shape=(len(self.valid), self.size, self.size, 3))
+        self.offsets, self.shapes = meta["offsets"], meta["shapes"]
+        self.array = np.memmap(data_path, dtype=np.uint8, mode="r") if os.path.getsize(data_path) else np.zeros(0, np.uint8)
 
     def __len__(self):
         return len(self.valid)
 
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Image i as an HWC uint8 array (a copy; the memmap stays read-only)."""
+        h, w = self.shapes[i]
+        o = self.offsets[i]
+        return np.array(self.array[o:o + h * w * 3]).reshape(h, w, 3)
+
     @staticmethod
     def key(paths: list[str], size: int) -> str:
-        h = hashlib.sha256(f"v{CACHE_VERSION}|{size}".encode())
+        h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{MAX_ASPECT}".encode())
         for p in paths:
             st = os.stat(p)
             h.update(f"|{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -88,34 +108,34 @@ class DecodedImages:
         if data_path.is_file() and meta_path.is_file():
             return cls(data_path, json.loads(meta_path.read_text()))
         tmp = root / f"{key}.{os.getpid()}.tmp"
-        arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(len(paths), 1), size, size, 3))
-        valid = [False] * len(paths)
+        index = {"valid": [False] * len(paths), "offsets": [0] * len(paths), "shapes": [[0, 0]] * len(paths)}
         jobs = [(p, size) for p in paths]
-        bar = tqdm(total=len(paths), desc=f"decoding images once ({size}px cache)", disable=True if quiet else None, unit="img",
-                   leave=False, dynamic_ncols=True)
-        if workers > 0 and len(paths) > 64:
-            with ProcessPoolExecutor(workers) as ex:
-                results = ex.map(_decode_one, jobs, chunksize=16)
-                _fill(results, arr, valid, paths, bar)
-        else:
-            _fill(map(_decode_one, jobs), arr, valid, paths, bar)
+        bar = tqdm(total=len(paths), desc=f"decoding images once ({size}px cache)", disable=True if quiet else None,
+                   unit="img", leave=False, dynamic_ncols=True)
+        with open(tmp, "wb") as f:
+            if workers > 0 and len(paths) > 64:
+                with ProcessPoolExecutor(workers) as ex:
+                    _fill(ex.map(_decode_one, jobs, chunksize=16), f, index, paths, bar)
+            else:
+                _fill(map(_decode_one, jobs), f, index, paths, bar)
         bar.close()
-        arr.flush()
-        del arr
         os.replace(tmp, data_path)
-        meta = {"size": size, "n": len(paths), "valid": valid, "version": CACHE_VERSION}
+        meta = {"size": size, "n": len(paths), "version": CACHE_VERSION, **index}
         meta_path.write_text(json.dumps(meta))
         return cls(data_path, meta)
 
 
-def _fill(results, arr, valid, paths, bar):
+def _fill(results, f, index, paths, bar):
+    """Append each decoded image to the open file `f`, recording where it went."""
+    offset = 0
     for i, (img, err) in enumerate(results):
         if img is None:
             print(f"\nskipping unreadable image {paths[i]}: {err}. "
                   f"Run `transferlearn data check` to find and quarantine such files.", file=sys.stderr)
         else:
-            arr[i] = img
-            valid[i] = True
+            f.write(img.tobytes())
+            index["valid"][i], index["offsets"][i], index["shapes"][i] = True, offset, list(img.shape[:2])
+            offset += img.nbytes
         bar.update(1)
 
 
@@ -131,7 +151,7 @@ class CachedImageDataset(Dataset):
     def __getitem__(self, i):
         if not self.decoded.valid[i]:
             return None
-        x = torch.from_numpy(np.array(self.decoded.array[i])).permute(2, 0, 1)
+        x = torch.from_numpy(self.decoded[i]).permute(2, 0, 1)
         return self.transform(x), self.labels[i]
 
 
