@@ -43,10 +43,11 @@ def run_ours(data: str, mode: str, epochs: int, arch: str, extra: list[str]) -> 
 def model_step_throughput(arch: str, mode: str, batch: int = 32, size: int = 224, steps: int = 6) -> float:
     """Images/s of forward+backward+step on synthetic tensors: the ceiling for end-to-end training."""
     import torch
-    from transferlearn.engine import autocast, create_state, resolve_amp
+    from transferlearn.engine import autocast, create_state, resolve_amp, tune_malloc
     from transferlearn.models import create_model
     from transferlearn.modes import set_train
     device = torch.device("cpu")
+    tune_malloc()  # as train() does on a CPU, so the ceiling and the end-to-end number are comparable
     amp = resolve_amp("auto", device)
     m = create_model(arch, 2, weights="none").to(memory_format=torch.channels_last)
     st = create_state(m, mode, "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1)

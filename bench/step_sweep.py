@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from transferlearn.engine import autocast, create_state
+from transferlearn.engine import autocast, create_state, tune_malloc
 from transferlearn.models import create_model
 from transferlearn.modes import set_train
 
@@ -47,10 +47,13 @@ def throughput(arch: str, size: int, batch: int, channels_last: bool, amp: str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="efficientnet_lite0")
+    ap.add_argument("--tune-malloc", action="store_true", help="as train() does on a CPU (engine.tune_malloc)")
     a = ap.parse_args()
+    if a.tune_malloc:
+        tune_malloc()
     grid = [(224, 32, True, "bf16"), (224, 32, True, "off"), (224, 32, False, "bf16"), (224, 64, True, "bf16"),
             (192, 32, True, "bf16"), (176, 32, True, "bf16"), (160, 32, True, "bf16"), (128, 32, True, "bf16")]
-    print(f"{a.arch}, {torch.get_num_threads()} threads\n\n| size | batch | channels_last | amp | train img/s | "
+    print(f"{a.arch}, {torch.get_num_threads()} threads, malloc {'tuned' if a.tune_malloc else 'default'}\n\n| size | batch | channels_last | amp | train img/s | "
           f"inference img/s |\n|---|---|---|---|---|---|")
     for size, batch, cl, amp in grid:
         tr, inf = throughput(a.arch, size, batch, cl, amp)
