@@ -40,7 +40,7 @@ def run_ours(data: str, mode: str, epochs: int, arch: str, extra: list[str]) -> 
     return s
 
 
-def model_step_throughput(arch: str, mode: str, batch: int = 32, size: int = 224, steps: int = 6) -> float:
+def model_step_throughput(arch: str, mode: str, batch: int = 32, size: int = 224, steps: int = 20) -> float:
     """Images/s of forward+backward+step on synthetic tensors: the ceiling for end-to-end training."""
     import torch
     from transferlearn.engine import autocast, create_state, resolve_amp, tune_malloc
