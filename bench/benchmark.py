@@ -40,29 +40,13 @@ def run_ours(data: str, mode: str, epochs: int, arch: str, extra: list[str]) -> 
     return s
 
 
-def model_step_throughput(arch: str, mode: str, batch: int = 32, size: int = 224, steps: int = 20) -> float:
-    """Images/s of forward+backward+step on synthetic tensors: the ceiling for end-to-end training."""
+def model_step_throughput(arch: str, size: int = 224, steps: int = 20) -> float:
+    """Images/s of all-layers forward+backward+step on synthetic tensors: the ceiling for end-to-end training."""
     import torch
-    from transferlearn.engine import autocast, create_state, resolve_amp, tune_malloc
-    from transferlearn.models import create_model
-    from transferlearn.modes import set_train
-    device = torch.device("cpu")
+    from step_sweep import train_step  # bench/ is on sys.path when this file runs as a script
+    from transferlearn.engine import resolve_amp, tune_malloc
     tune_malloc()  # as train() does on a CPU, so the ceiling and the end-to-end number are comparable
-    amp = resolve_amp("auto", device)
-    m = create_model(arch, 2, weights="none").to(memory_format=torch.channels_last)
-    st = create_state(m, mode, "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1)
-    set_train(m, mode)
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 2, (batch,))
-    for i in range(steps + 1):
-        if i == 1:
-            t0 = time.perf_counter()
-        with autocast(device, amp):
-            loss = torch.nn.functional.cross_entropy(m(x).float(), y)
-        st.optimizer.zero_grad()
-        loss.backward()
-        st.optimizer.step()
-    return batch * steps / (time.perf_counter() - t0)
+    return train_step(arch, size, amp=resolve_amp("auto", torch.device("cpu")), steps=steps)[0]
 
 
 def format_table(raw: dict, arch: str, data: str, epochs: int) -> str:
@@ -126,7 +110,7 @@ def main() -> None:
         raw[mode] = {"reference": ref, "ours": ours}
     if "all-layers" in raw:
         size = raw["all-layers"]["ours"].get("train_size", 224)
-        raw["model_only_images_per_second"] = model_step_throughput(a.arch, "all-layers", size=size)
+        raw["model_only_images_per_second"] = model_step_throughput(a.arch, size=size)
     if a.json:
         Path(a.json).write_text(json.dumps(raw, indent=2))
     print("\n" + format_table(raw, a.arch, a.data, a.epochs))

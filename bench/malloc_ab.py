@@ -9,32 +9,18 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time, torch
-from transferlearn.engine import autocast, create_state, tune_malloc
-from transferlearn.models import create_model
-from transferlearn.modes import set_train
-arch, size, steps, tuned = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from step_sweep import train_step
+from transferlearn.engine import tune_malloc
+arch, size, steps, tuned = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 if tuned:
     assert tune_malloc()
-dev = torch.device("cpu")
-m = create_model(arch, 2, weights="none").to(memory_format=torch.channels_last)
-st = create_state(m, "all-layers", "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1)
-set_train(m, "all-layers")
-x = torch.randn(32, 3, size, size).contiguous(memory_format=torch.channels_last)
-y = torch.randint(0, 2, (32,))
-def step():
-    with autocast(dev, "bf16"):
-        loss = torch.nn.functional.cross_entropy(m(x).float(), y)
-    st.optimizer.zero_grad(); loss.backward(); st.optimizer.step()
-for _ in range(2):
-    step()
-f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-for _ in range(steps):
-    step()
-dt, f1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-print(json.dumps({"img_s": 32 * steps / dt, "faults_per_step": (f1 - f0) / steps}))
+ips, faults = train_step(arch, size, steps=steps, warmup=2)
+print(json.dumps({"img_s": ips, "faults_per_step": faults}))
 """
 
 
@@ -48,7 +34,7 @@ def main() -> None:
     res = {"default": [], "tuned": []}
     for _ in range(a.rounds):
         for name, flag in (("default", "0"), ("tuned", "1")):
-            out = subprocess.run([sys.executable, "-c", CHILD, a.arch, str(a.size), str(a.steps), flag],
+            out = subprocess.run([sys.executable, "-c", CHILD, str(Path(__file__).parent), a.arch, str(a.size), str(a.steps), flag],
                                  capture_output=True, text=True, check=True).stdout
             res[name].append(json.loads(out.strip().splitlines()[-1]))
     print(f"{a.arch}, all-layers step at {a.size} px, batch 32, bf16, {a.steps} steps x {a.rounds} rounds\n\n"

@@ -8,6 +8,7 @@ of one all-layers step (forward + backward + AdamW) and of one inference forward
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import torch
@@ -17,8 +18,10 @@ from transferlearn.models import create_model
 from transferlearn.modes import set_train
 
 
-def throughput(arch: str, size: int, batch: int, channels_last: bool, amp: str, steps: int = 5) -> tuple[float, float]:
-    """(train img/s, inference img/s) after one warm-up step each."""
+def train_step(arch: str, size: int, batch: int = 32, channels_last: bool = True, amp: str = "bf16",
+               steps: int = 5, keep_model: bool = False, warmup: int = 1):
+    """(img/s, page faults per step) of all-layers training steps after `warmup` steps;
+    with keep_model, also (model, input) for an inference measurement."""
     device = torch.device("cpu")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     m = create_model(arch, 2, weights="none").to(memory_format=fmt)
@@ -26,17 +29,24 @@ def throughput(arch: str, size: int, batch: int, channels_last: bool, amp: str, 
     set_train(m, "all-layers")
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 2, (batch,))
-    for i in range(steps + 1):
-        if i == 1:
-            t0 = time.perf_counter()
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0, f0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with autocast(device, amp):
             loss = torch.nn.functional.cross_entropy(m(x).float(), y)
         st.optimizer.zero_grad()
         loss.backward()
         st.optimizer.step()
-    train = batch * steps / (time.perf_counter() - t0)
+    ips = batch * steps / (time.perf_counter() - t0)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / steps
+    return (ips, faults, m, x) if keep_model else (ips, faults)
+
+
+def throughput(arch: str, size: int, batch: int, channels_last: bool, amp: str, steps: int = 5) -> tuple[float, float]:
+    """(train img/s, inference img/s) after one warm-up step each."""
+    train, _, m, x = train_step(arch, size, batch, channels_last, amp, steps, keep_model=True)
     m.eval()
-    with torch.no_grad(), autocast(device, amp):
+    with torch.no_grad(), autocast(torch.device("cpu"), amp):
         m(x)
         t0 = time.perf_counter()
         for _ in range(3):

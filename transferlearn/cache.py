@@ -38,11 +38,13 @@ def default_cache_root() -> Path:
 MAX_ASPECT = 2.0  # a longer side beyond this many times the shorter one is centre-cropped to it
 
 
-def resized_shape(w: int, h: int, size: int) -> tuple[int, int]:
+def resized_shape(w: int, h: int, size: int, max_aspect: float | None = MAX_ASPECT) -> tuple[int, int]:
     """(width, height) with the shorter side `size`, computed as torchvision's Resize(size) does, so that
-    eval's Resize on a cached image is the identity; the longer side capped at MAX_ASPECT * size."""
+    eval's Resize on a cached image is the identity; the longer side capped at max_aspect * size (None: no cap)."""
     short, long = (w, h) if w <= h else (h, w)
-    new_long = min(int(size * long / short), int(MAX_ASPECT * size))
+    new_long = int(size * long / short)
+    if max_aspect is not None:
+        new_long = min(new_long, int(max_aspect * size))
     return (size, new_long) if w <= h else (new_long, size)
 
 
@@ -54,8 +56,7 @@ def decode_resized(path: str, size: int) -> np.ndarray:
         im.load()
         im = to_rgb(im)
     w, h = im.size
-    short = min(w, h)
-    full = (size, int(size * h / short)) if w <= h else (int(size * w / short), size)
+    full = resized_shape(w, h, size, max_aspect=None)
     im = im.resize(full, Image.BILINEAR, reducing_gap=3.0)
     nw, nh = resized_shape(w, h, size)
     left, top = (full[0] - nw) // 2, (full[1] - nh) // 2
