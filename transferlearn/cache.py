@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .engine import to_device
-from .files import to_rgb
+from .files import to_channels
 
 CACHE_VERSION = 2  # 2: whole frame, variable shape (1: centre squares)
 
@@ -48,25 +48,32 @@ def resized_shape(w: int, h: int, size: int, max_aspect: float | None = MAX_ASPE
     return (size, new_long) if w <= h else (new_long, size)
 
 
-def decode_resized(path: str, size: int) -> np.ndarray:
-    """Decode, shorter side to `size` (bilinear, antialiased), whole frame kept, HWC uint8."""
+RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+            "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+
+
+def decode_resized(path: str, size: int, channels: int = 3, interpolation: str = "bilinear") -> np.ndarray:
+    """Decode, shorter side to `size` (antialiased), whole frame kept, HWC uint8 (HW1 for 1 channel:
+    grayscale is taken before resizing, as the uncached loader does)."""
     with Image.open(path) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that still covers `size`
         im.seek(0)
         im.load()
-        im = to_rgb(im)
+        im = to_channels(im, channels)
     w, h = im.size
     full = resized_shape(w, h, size, max_aspect=None)
-    im = im.resize(full, Image.BILINEAR, reducing_gap=3.0)
+    if full != (w, h):
+        im = im.resize(full, RESAMPLE.get(interpolation, Image.BILINEAR), reducing_gap=3.0)
     nw, nh = resized_shape(w, h, size)
     left, top = (full[0] - nw) // 2, (full[1] - nh) // 2
-    return np.asarray(im.crop((left, top, left + nw, top + nh)), dtype=np.uint8)
+    a = np.asarray(im.crop((left, top, left + nw, top + nh)), dtype=np.uint8)
+    return a[:, :, None] if a.ndim == 2 else a
 
 
 def _decode_one(args):
-    path, size = args
+    path, size, channels, interpolation = args
     try:
-        return decode_resized(path, size), None
+        return decode_resized(path, size, channels, interpolation), None
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
 
@@ -80,6 +87,7 @@ class DecodedImages:
         self.size = meta["size"]
         self.valid = np.array(meta["valid"], dtype=bool)
         self.offsets, self.shapes = meta["offsets"], meta["shapes"]
+        self.channels = int(meta.get("channels", 3))
         self.array = np.memmap(data_path, dtype=np.uint8, mode="r") if os.path.getsize(data_path) else np.zeros(0, np.uint8)
 
     def __len__(self):
@@ -88,12 +96,13 @@ class DecodedImages:
     def __getitem__(self, i: int) -> np.ndarray:
         """Image i as an HWC uint8 array (a copy; the memmap stays read-only)."""
         h, w = self.shapes[i]
-        o = self.offsets[i]
-        return np.array(self.array[o:o + h * w * 3]).reshape(h, w, 3)
+        o, c = self.offsets[i], self.channels
+        return np.array(self.array[o:o + h * w * c]).reshape(h, w, c)
 
     @staticmethod
-    def key(paths: list[str], size: int) -> str:
-        h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{MAX_ASPECT}".encode())
+    def key(paths: list[str], size: int, channels: int = 3, interpolation: str = "bilinear") -> str:
+        extra = (f"|c{channels}" if channels != 3 else "") + (f"|{interpolation}" if interpolation != "bilinear" else "")
+        h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{MAX_ASPECT}{extra}".encode())
         for p in paths:
             st = os.stat(p)
             h.update(f"|{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -101,16 +110,16 @@ class DecodedImages:
 
     @classmethod
     def build(cls, paths: list[str], size: int, root: Path | None = None, workers: int = 0,
-              quiet: bool = False) -> "DecodedImages":
+              quiet: bool = False, channels: int = 3, interpolation: str = "bilinear") -> "DecodedImages":
         root = Path(root or default_cache_root()) / "decoded"
         root.mkdir(parents=True, exist_ok=True)
-        key = cls.key(paths, size)
+        key = cls.key(paths, size, channels, interpolation)
         data_path, meta_path = root / f"{key}.u8", root / f"{key}.json"
         if data_path.is_file() and meta_path.is_file():
             return cls(data_path, json.loads(meta_path.read_text()))
         tmp = root / f"{key}.{os.getpid()}.tmp"
         index = {"valid": [False] * len(paths), "offsets": [0] * len(paths), "shapes": [[0, 0]] * len(paths)}
-        jobs = [(p, size) for p in paths]
+        jobs = [(p, size, channels, interpolation) for p in paths]
         bar = tqdm(total=len(paths), desc=f"decoding images once ({size}px cache)", disable=True if quiet else None,
                    unit="img", leave=False, dynamic_ncols=True)
         with open(tmp, "wb") as f:
@@ -121,7 +130,7 @@ class DecodedImages:
                 _fill(map(_decode_one, jobs), f, index, paths, bar)
         bar.close()
         os.replace(tmp, data_path)
-        meta = {"size": size, "n": len(paths), "version": CACHE_VERSION, **index}
+        meta = {"size": size, "n": len(paths), "version": CACHE_VERSION, "channels": channels, **index}
         meta_path.write_text(json.dumps(meta))
         return cls(data_path, meta)
 

@@ -50,6 +50,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     from .models import create_model
 
     ckpt = load(path)
-    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none")
+    # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME) and input channels
+    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none",
+                         in_channels=int(ckpt.get("preprocess", {}).get("channels", 3)))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

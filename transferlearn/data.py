@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2 as T
 
-from .files import IMAGE_EXTENSIONS, list_class_dirs, list_images, load_rgb
+from .files import IMAGE_EXTENSIONS, list_class_dirs, list_images, load_image
 
 VAL_NAMES = ("val", "valid", "validation")
 
@@ -136,49 +136,98 @@ def find_splits(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0) 
 
 # ---------------------------------------------------------------- transforms
 
-def preprocess_config(img_size: int, mean, std, train_size: int | None = None) -> dict:
+SMALL_IMAGE = 32  # --img-size at or below this: native-size images (MNIST 28, CIFAR 32), no border-cutting crop
+
+
+def is_small(img_size: int) -> bool:
+    return int(img_size) <= SMALL_IMAGE
+
+
+def preprocess_config(img_size: int, mean, std, train_size: int | None = None, channels: int = 3,
+                      crop_pct: float | None = None, interpolation: str = "bilinear") -> dict:
     """Everything inference needs to reproduce eval preprocessing; stored in every checkpoint.
 
     `train_size` is the crop the training augmentation produces; it may be smaller than the eval
     `img_size` (train low, test high: RandomResizedCrop enlarges objects, so a smaller training crop
-    matches their apparent size at test time and costs (train/img)^2 of the compute)."""
-    return {"img_size": int(img_size), "resize": int(round(img_size * 256 / 224)), "mean": list(mean),
-            "std": list(std), "interpolation": "bilinear", "crop": "center",
-            "train_size": int(train_size or img_size)}
+    matches their apparent size at test time and costs (train/img)^2 of the compute).
+    `crop_pct` (eval crop / resize, from the weights' metadata; 224/256 when not given) is 1 for small
+    images: a 28 px digit is evaluated whole. With 1 channel, RGB mean/std are averaged (the stem's
+    kernels are summed over RGB, so a grey pixel keeps its meaning). Older checkpoints lack
+    channels/crop_pct: readers use `channels_of` (3)."""
+    if channels not in (1, 3):
+        raise ValueError(f"--in-channels {channels}: use 1 (grayscale) or 3 (colour)")
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    if channels == 1 and len(mean) == 3:
+        mean, std = [round(sum(mean) / 3, 6)], [round(sum(std) / 3, 6)]
+    crop_pct = 1.0 if is_small(img_size) else (crop_pct or 224 / 256)
+    return {"img_size": int(img_size), "resize": int(round(img_size / crop_pct)), "mean": mean, "std": std,
+            "interpolation": interpolation, "crop": "center", "crop_pct": round(float(crop_pct), 6),
+            "train_size": int(train_size or img_size), "channels": int(channels)}
+
+
+def channels_of(pre: dict) -> int:
+    """Input channels of a preprocessing config (3 for checkpoints made before --in-channels)."""
+    return int(pre.get("channels", 3))
+
+
+def _interp(pre: dict):
+    return T.InterpolationMode(pre.get("interpolation", "bilinear"))
 
 
 def _to_float(pre: dict) -> list:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(pre["mean"], pre["std"])]
 
 
+def _channels(pre: dict) -> list:
+    """Grayscale first for a 1-channel model: PIL's convert("L") on images (what decoding for training
+    does), a no-op on 1-channel tensors from the decode cache; colour input is therefore accepted."""
+    return [T.Grayscale(1)] if channels_of(pre) == 1 else []
+
+
 def eval_transform(pre: dict):
     """Resize shorter side, centre crop, normalise. Works on PIL images and on uint8 CHW tensors
     (torchvision.transforms.v2), so the decode cache and the plain loader share one definition."""
-    return T.Compose([T.Resize(pre["resize"], interpolation=T.InterpolationMode.BILINEAR, antialias=True),
+    return T.Compose([*_channels(pre), T.Resize(pre["resize"], interpolation=_interp(pre), antialias=True),
                       T.CenterCrop(pre["img_size"]), *_to_float(pre)])
 
 
-AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+AUGMENT_PRESETS = ("none", "light", "standard", "strong", "pad-crop-flip", "pad-crop")
 
 
-def train_transform(pre: dict, augment: str = "standard"):
+def default_augment(img_size: int) -> str:
+    """pad-crop-flip for small images (CIFAR recipes: RandomResizedCrop would zoom into a 32 px image),
+    standard otherwise."""
+    return "pad-crop-flip" if is_small(img_size) else "standard"
+
+
+def train_transform(pre: dict, augment: str | None = "standard"):
     """Training-time augmentation, producing `pre["train_size"]` crops. none: the eval transform at
     that size; light: resize + random crop (mild) + flip; standard: RandomResizedCrop + flip; strong:
-    standard + TrivialAugmentWide + RandomErasing. The checkpoint records the preset (meta "augment")."""
-    size, interp = pre.get("train_size") or pre["img_size"], T.InterpolationMode.BILINEAR
+    standard + TrivialAugmentWide + RandomErasing; pad-crop-flip: the CIFAR recipe, pad by size/8 (4 px at
+    32) and crop back at random, plus flip; pad-crop: pad by size/14 (2 px at 28) and crop, no flip, for
+    digits and text, where a mirror image is another symbol. The checkpoint records the preset ("augment")."""
+    augment = augment or default_augment(pre["img_size"])
+    size, interp = pre.get("train_size") or pre["img_size"], _interp(pre)
     resize = int(round(size * pre["resize"] / pre["img_size"]))  # the eval resize, scaled to the training crop
+    ch = _channels(pre)
     if augment == "none":
-        return T.Compose([T.Resize(resize, interpolation=interp, antialias=True), T.CenterCrop(size),
+        return T.Compose([*ch, T.Resize(resize, interpolation=interp, antialias=True), T.CenterCrop(size),
                           *_to_float(pre)])
     if augment == "light":
-        return T.Compose([T.Resize(resize, interpolation=interp, antialias=True), T.RandomCrop(size),
+        return T.Compose([*ch, T.Resize(resize, interpolation=interp, antialias=True), T.RandomCrop(size),
                           T.RandomHorizontalFlip(), *_to_float(pre)])
+    if augment in ("pad-crop-flip", "pad-crop"):
+        pad = max(1, round(size / 8)) if augment == "pad-crop-flip" else max(1, round(size / 14))
+        return T.Compose([*ch, T.Resize(resize, interpolation=interp, antialias=True), T.CenterCrop(size),
+                          T.RandomCrop(size, padding=pad),
+                          *([T.RandomHorizontalFlip()] if augment == "pad-crop-flip" else []), *_to_float(pre)])
     if augment == "standard":
-        return T.Compose([T.RandomResizedCrop(size, interpolation=interp, antialias=True), T.RandomHorizontalFlip(),
-                          *_to_float(pre)])
+        return T.Compose([*ch, T.RandomResizedCrop(size, interpolation=interp, antialias=True),
+                          T.RandomHorizontalFlip(), *_to_float(pre)])
     if augment == "strong":
-        return T.Compose([T.RandomResizedCrop(size, interpolation=interp, antialias=True), T.RandomHorizontalFlip(),
-                          T.TrivialAugmentWide(interpolation=interp), *_to_float(pre), T.RandomErasing(p=0.25)])
+        return T.Compose([*ch, T.RandomResizedCrop(size, interpolation=interp, antialias=True),
+                          T.RandomHorizontalFlip(), T.TrivialAugmentWide(interpolation=interp), *_to_float(pre),
+                          T.RandomErasing(p=0.25)])
     raise ValueError(f"unknown --augment {augment!r}; choose one of: {', '.join(AUGMENT_PRESETS)}")
 
 
@@ -229,11 +278,13 @@ def balance_report(classes: list[str], counts: list[int], balance: str = "none",
 # ---------------------------------------------------------------- dataset and loader
 
 class ImageDataset(Dataset):
-    """(path, label) pairs decoded to RGB; an unreadable file yields None and is reported once."""
+    """(path, label) pairs decoded to RGB (grayscale with channels=1); an unreadable file yields None and
+    is reported once."""
 
-    def __init__(self, samples, transform):
+    def __init__(self, samples, transform, channels: int = 3):
         self.samples = list(samples)
         self.transform = transform
+        self.channels = channels
         self._reported: set[str] = set()
 
     def __len__(self):
@@ -242,7 +293,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i):
         path, y = self.samples[i]
         try:
-            img = load_rgb(path)
+            img = load_image(path, self.channels)
         except Exception as e:  # corrupt, truncated, not an image: skip, never crash an epoch
             if path not in self._reported:
                 self._reported.add(path)
@@ -266,9 +317,9 @@ def resolve_workers(workers) -> int:
 
 
 def make_loader(samples, transform, batch_size: int, shuffle: bool, workers, seed: int = 0,
-                drop_last: bool = False, sampler=None) -> DataLoader:
+                drop_last: bool = False, sampler=None, channels: int = 3) -> DataLoader:
     """`samples`: (path, label) pairs decoded with `transform`, or a ready Dataset."""
-    dataset = samples if isinstance(samples, Dataset) else ImageDataset(samples, transform)
+    dataset = samples if isinstance(samples, Dataset) else ImageDataset(samples, transform, channels)
     n = resolve_workers(workers)
     g = torch.Generator()
     g.manual_seed(seed)

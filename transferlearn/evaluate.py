@@ -104,7 +104,7 @@ def predict_folder(model, samples: list[tuple[str, int]], preprocess: dict, batc
     device = torch.device(device)
     # channels_last: about 1.6x faster convolutions on CPU (2.2 s vs 3.5 s per 32 images, efficientnet_lite0)
     model = model.to(device).to(memory_format=torch.channels_last).eval()
-    ds = _IndexedDataset(samples, eval_transform(preprocess))
+    ds = _IndexedDataset(samples, eval_transform(preprocess), int(preprocess.get("channels", 3)))
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=resolve_workers(workers),
                         collate_fn=collate_skip_none)
     probs, feats, idx = [], [], []

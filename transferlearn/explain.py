@@ -37,7 +37,8 @@ def _cam_class(method: str):
     return table[method]
 
 
-def find_target_layer(model: nn.Module, img_size: int = 224, arch: str | None = None) -> tuple[str, nn.Module]:
+def find_target_layer(model: nn.Module, img_size: int = 224, arch: str | None = None,
+                      channels: int = 3) -> tuple[str, nn.Module]:
     """(name, module): the last backbone module with a spatial 4-D output, found by tracing one forward pass."""
     modules = dict(model.named_modules())
     if arch in TARGET_LAYER_HINTS and TARGET_LAYER_HINTS[arch] in modules:
@@ -57,7 +58,7 @@ def find_target_layer(model: nn.Module, img_size: int = 224, arch: str | None = 
         hooks.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            root(torch.zeros(1, 3, img_size, img_size, device=next(model.parameters()).device))
+            root(torch.zeros(1, channels, img_size, img_size, device=next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
@@ -112,7 +113,8 @@ class Explainer:
                 raise ValueError(f"no module {target_layer!r} in the model")
             self.layer_name, self.layer = target_layer, modules[target_layer]
         else:
-            self.layer_name, self.layer = find_target_layer(model, preprocess["img_size"], arch)
+            self.layer_name, self.layer = find_target_layer(model, preprocess["img_size"], arch,
+                                                            int(preprocess.get("channels", 3)))
         self._cams: dict = {}
 
     @classmethod

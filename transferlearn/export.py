@@ -4,7 +4,7 @@ then verify the exported model against PyTorch on real images.
 ONNX: metadata_props "transferlearn" (JSON: classes, preprocess, arch, input/output names, versions),
 plus "classes" and "preprocess" on their own for other tools. `predict --backend onnxruntime` needs
 nothing else. TorchScript: the same JSON in the archive's extra files ("transferlearn.json").
-Input: float32 (N, 3, img_size, img_size), normalised as in `preprocess`; output: logits (N, classes).
+Input: float32 (N, C, img_size, img_size) (C = preprocess channels, 3 or 1), normalised as in `preprocess`; output: logits (N, classes).
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def export_metadata(ckpt: dict) -> dict:
     return {"format": "transferlearn-export/1", "classes": list(ckpt["classes"]), "preprocess": ckpt["preprocess"],
             "arch": ckpt.get("arch"), "mode": ckpt.get("mode"), "num_classes": len(ckpt["classes"]),
             "input": INPUT_NAME, "output": OUTPUT_NAME, "output_kind": "logits",
-            "layout": "NCHW float32 RGB, resized + center-cropped + normalised as in preprocess",
+            "layout": f"NCHW float32 {'grayscale (L), C=1' if _channels(ckpt) == 1 else 'RGB'}, resized + "
+                      f"center-cropped + normalised as in preprocess",
             "metrics": {k: v for k, v in (ckpt.get("metrics") or {}).items() if isinstance(v, (int, float))},
             "versions": {**{k: str(v) for k, v in (ckpt.get("versions") or {}).items()},
                          "transferlearn_export": __version__, "torch_export": str(torch.__version__)}}
@@ -66,6 +67,10 @@ def sample_images(ckpt: dict, n: int = 8, seed: int = 0) -> list[str]:
                 random.Random(seed).shuffle(imgs)
                 return sorted(imgs[:n])
     return []
+
+
+def _channels(ckpt: dict) -> int:
+    return int(ckpt["preprocess"].get("channels", 3))
 
 
 def _inputs(paths: Sequence[str], pre: dict) -> tuple[torch.Tensor, list[str]]:
@@ -90,7 +95,7 @@ def export_onnx(model: torch.nn.Module, ckpt: dict, output: str | os.PathLike, d
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     size = ckpt["preprocess"]["img_size"]
-    x = torch.zeros(2 if dynamic_batch else 1, 3, size, size)
+    x = torch.zeros(2 if dynamic_batch else 1, _channels(ckpt), size, size)
     model = model.eval()
     kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
     with warnings.catch_warnings(), torch.no_grad():
@@ -129,7 +134,7 @@ def export_torchscript(model: torch.nn.Module, ckpt: dict, output: str | os.Path
     size = ckpt["preprocess"]["img_size"]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model.eval(), torch.zeros(1, 3, size, size))
+        traced = torch.jit.trace(model.eval(), torch.zeros(1, _channels(ckpt), size, size))
         traced = torch.jit.freeze(traced)
         torch.jit.save(traced, str(output),
                        _extra_files={EXTRA_FILE: json.dumps(export_metadata(ckpt), ensure_ascii=False)})
@@ -152,7 +157,7 @@ def verify(path: Path, fmt: str, model: torch.nn.Module, ckpt: dict, images: Seq
     x, used = _inputs(images, ckpt["preprocess"])
     if not used:
         size = ckpt["preprocess"]["img_size"]
-        x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(4, _channels(ckpt), size, size, generator=torch.Generator().manual_seed(0))
         checks.append("no real images found: verified on random noise (pass --images to use real ones)")
     with torch.no_grad():
         ref = model.eval()(x).numpy()

@@ -1,4 +1,4 @@
-"""Which files are images, and how any image PIL reads becomes RGB.
+"""Which files are images, and how any image PIL reads becomes RGB (or grayscale, for 1-channel models).
 
 Shared by training, `data check`, `predict` and `serve`, so that every command agrees on
 what counts as a sample and how it is decoded.
@@ -82,3 +82,15 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         im.seek(0)
         im.load()
         return to_rgb(im)
+
+
+def to_channels(im: Image.Image, channels: int = 3) -> Image.Image:
+    """RGB for 3 channels; for 1, PIL's ITU-R 601-2 luma ("L") of the RGB image, so a colour photo given to
+    a grayscale model and a grayscale file give what training saw (an L file round-trips exactly)."""
+    im = to_rgb(im)
+    return im if channels == 3 else im.convert("L")
+
+
+def load_image(path: str | os.PathLike, channels: int = 3) -> Image.Image:
+    """`load_rgb`, or its grayscale for a 1-channel model."""
+    return to_channels(load_rgb(path), channels) if channels != 3 else load_rgb(path)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .files import is_image_file, list_images, load_rgb, to_rgb
+from .files import is_image_file, list_images, load_rgb, to_channels, to_rgb
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -101,7 +101,11 @@ def collect_paths(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[
 # ---------------------------------------------------------------- preprocessing without torch
 
 
-def _resize_shorter(img: Image.Image, size: int) -> Image.Image:
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+             "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+
+
+def _resize_shorter(img: Image.Image, size: int, interpolation: str = "bilinear") -> Image.Image:
     """torchvision `Resize(int)` on a PIL image: shorter side to `size`, longer side truncated."""
     w, h = img.size
     short, long = (w, h) if w <= h else (h, w)
@@ -109,14 +113,14 @@ def _resize_shorter(img: Image.Image, size: int) -> Image.Image:
         return img
     new_short, new_long = size, int(size * long / short)
     new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    return img.resize((new_w, new_h), Image.BILINEAR)
+    return img.resize((new_w, new_h), _RESAMPLE.get(interpolation, Image.BILINEAR))
 
 
 def _center_crop(img: Image.Image, size: int) -> Image.Image:
     """torchvision `CenterCrop(int)` on a PIL image (pads with black when the image is smaller)."""
     w, h = img.size
     if w < size or h < size:
-        canvas = Image.new("RGB", (max(w, size), max(h, size)))
+        canvas = Image.new(img.mode, (max(w, size), max(h, size)))
         canvas.paste(img, ((max(w, size) - w) // 2, (max(h, size) - h) // 2))
         img, (w, h) = canvas, canvas.size
     top = int(round((h - size) / 2.0))
@@ -124,14 +128,22 @@ def _center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
+def _model_view(img: Image.Image, pre: dict) -> Image.Image:
+    """The region the model sees, in its channels (L for a 1-channel model; colour input accepted)."""
+    img = to_channels(img, int(pre.get("channels", 3)))
+    return _center_crop(_resize_shorter(img, pre["resize"], pre.get("interpolation", "bilinear")), pre["img_size"])
+
+
 def crop_for_display(img: Image.Image, pre: dict) -> Image.Image:
-    """The RGB region the model sees (resized + center-cropped), for plots and CAM overlays."""
-    return _center_crop(_resize_shorter(to_rgb(img), pre["resize"]), pre["img_size"])
+    """The region the model sees (resized + center-cropped), as RGB for plots and CAM overlays."""
+    return _model_view(img, pre).convert("RGB")
 
 
 def numpy_preprocess(img: Image.Image, pre: dict) -> np.ndarray:
     """`data.eval_transform` reproduced with PIL + numpy: float32 CHW, normalised."""
-    a = np.asarray(crop_for_display(img, pre), dtype=np.float32) / 255.0
+    a = np.asarray(_model_view(img, pre), dtype=np.float32) / 255.0
+    if a.ndim == 2:
+        a = a[:, :, None]
     a = (a - np.asarray(pre["mean"], dtype=np.float32)) / np.asarray(pre["std"], dtype=np.float32)
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt_io
-from .data import (balance_report, balance_setup, eval_transform, find_splits, make_loader, preprocess_config,
-                   resolve_workers, train_transform)
+from .data import (balance_report, balance_setup, default_augment, eval_transform, find_splits, is_small,
+                   make_loader, preprocess_config, resolve_workers, train_transform)
 from .engine import autocast, create_state, evaluate, resolve_amp, train_one_epoch, tune_malloc
 from .models import create_model, get_spec
 from .modes import DEFAULTS, MODES, backbone_frozen, check_mode
@@ -32,10 +32,11 @@ class TrainConfig:
     mode: str = "last-layer"
     arch: str = "resnet18"
     weights: str | None = None  # imagenet | none | PATH
-    init: str = "kaiming"  # scratch mode only
+    init: str = "kaiming"  # scratch mode only: kaiming | xavier | normal | default (models.INITS)
+    in_channels: int = 3  # 1: grayscale images, 1-channel stem (pretrained RGB kernels summed)
     epochs: int = 10
     batch_size: int = 32
-    img_size: int = 224  # eval / inference size, stored in the checkpoint
+    img_size: int | None = None  # eval / inference size, stored in the checkpoint; None: the arch's (224 mostly)
     train_size: int | None = None  # training crop; None: the mode's default (modes.DEFAULTS train_scale)
     optimizer: str | None = None
     lr: float | None = None
@@ -47,7 +48,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     balance: str = "none"  # none | weighted-loss | sampler (class imbalance)
     imbalance_warn: float = 3.0  # warn when the largest class has more than this times the smallest's images
-    augment: str = "standard"  # none | light | standard | strong (data.train_transform)
+    augment: str | None = None  # data.AUGMENT_PRESETS; None: standard, or pad-crop-flip for --img-size <= 32
     val_split: float = 0.2
     workers: str | int = "auto"
     seed: int = 0
@@ -70,13 +71,19 @@ class TrainConfig:
         check_mode(self.mode)
         d = DEFAULTS[self.mode]
         c = TrainConfig(**asdict(self))
+        if c.in_channels not in (1, 3):
+            raise ValueError(f"--in-channels {c.in_channels}: use 1 (grayscale images) or 3 (colour)")
+        if c.img_size is None:
+            c.img_size = get_spec(c.arch).input_size
         c.weights = c.weights or d.weights
         c.optimizer = c.optimizer or d.optimizer
         c.lr = d.lr if c.lr is None else c.lr
         c.weight_decay = d.weight_decay if c.weight_decay is None else c.weight_decay
         c.scheduler = c.scheduler or d.scheduler
-        if c.train_size is None:
-            c.train_size = max(8, int(round(c.img_size * d.train_scale / 8)) * 8) if d.train_scale != 1 else c.img_size
+        c.augment = c.augment or default_augment(c.img_size)
+        if c.train_size is None:  # small images (28/32 px) train at native size
+            c.train_size = (max(8, int(round(c.img_size * d.train_scale / 8)) * 8)
+                            if d.train_scale != 1 and not is_small(c.img_size) else c.img_size)
         if not 8 <= c.train_size <= 4 * c.img_size:
             raise ValueError(f"--train-size {c.train_size} is out of range for --img-size {c.img_size}")
         if c.mode == "scratch" and c.weights == "imagenet":
@@ -130,11 +137,11 @@ def build_loaders(splits, pre: dict, cfg: TrainConfig, model, device, amp: str, 
         samples = getattr(splits, split)
         if not cfg.cache:
             return make_loader(samples, tf, cfg.batch_size, shuffle=shuffle, workers=workers, seed=cfg.seed,
-                               sampler=sampler)
+                               sampler=sampler, channels=cfg.in_channels)
         from .cache import CachedImageDataset, DecodedImages
         if split not in decoded:
             decoded[split] = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir, workers,
-                                                 cfg.quiet)
+                                                 cfg.quiet, cfg.in_channels, pre["interpolation"])
         ds = CachedImageDataset(decoded[split], [y for _, y in samples], tf)
         # cached samples cost ~1 ms to augment: worker processes would only compete with the model for cores
         return make_loader(ds, None, cfg.batch_size, shuffle=shuffle, workers=0, seed=cfg.seed, sampler=sampler)
@@ -194,7 +201,8 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     for note in splits.notes:
         log(note)
     spec = get_spec(cfg.arch)
-    pre = preprocess_config(cfg.img_size, spec.mean, spec.std, cfg.train_size)
+    pre = preprocess_config(cfg.img_size, spec.mean, spec.std, cfg.train_size, channels=cfg.in_channels,
+                            crop_pct=spec.crop_pct, interpolation=spec.interpolation)
     counts = splits.counts("train")
     sampler, loss_weight = balance_setup(splits.train, counts, cfg.balance, cfg.seed)  # --balance
     log(f"data {cfg.data}: {len(splits.classes)} classes, {len(splits.train)} train / {len(splits.val)} val images")
@@ -204,7 +212,8 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
         log(f"balance {cfg.balance} | augment {cfg.augment}")
 
     # model and training state
-    model = create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=log)
+    model = create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=log,
+                         in_channels=cfg.in_channels, img_size=min(cfg.img_size, cfg.train_size))
     model = model.to(device).to(memory_format=torch.channels_last)
     state = create_state(model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                          cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma)
@@ -274,7 +283,8 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     wall = time.perf_counter() - t_start
 
     plot_curves(state.history, run_dir / "curves.png", title=f"{cfg.arch} {cfg.mode}")
-    summary = {"mode": cfg.mode, "arch": cfg.arch, "weights": cfg.weights, "best_val_acc": state.best_acc,
+    summary = {"mode": cfg.mode, "arch": cfg.arch, "weights": cfg.weights, "init": cfg.init,
+               "in_channels": cfg.in_channels, "best_val_acc": state.best_acc,
                "best_epoch": state.best_epoch, "epochs": cfg.epochs,
                "final_train_acc": state.history[-1]["train_acc"],
                "final_val_acc": next((r["val_acc"] for r in reversed(state.history) if "val_acc" in r), None),
@@ -299,26 +309,29 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
     return summary
 
 
-COMPARISON_COLUMNS = ["mode", "arch", "best_val_acc", "best_epoch", "final_train_acc", "final_val_acc",
+COMPARISON_COLUMNS = ["mode", "init", "arch", "best_val_acc", "best_epoch", "final_train_acc", "final_val_acc",
                       "train_seconds", "images_per_second", "trainable_params", "run_dir"]
 
 
-def compare(cfg: TrainConfig | None = None, modes=MODES, **overrides) -> dict:
-    """Train each mode with the same data, epochs and seed; write comparison.csv and comparison.png."""
+def compare(cfg: TrainConfig | None = None, modes=MODES, inits=None, **overrides) -> dict:
+    """Train each mode with the same data, epochs and seed; write comparison.csv and comparison.png.
+    `inits` (e.g. kaiming xavier default): each mode once per init scheme, runs named MODE-INIT."""
     cfg = cfg or TrainConfig()
     if overrides:
         cfg = TrainConfig(**{**asdict(cfg), **overrides})
     out_dir = increment_path(cfg.project, cfg.name or "compare", cfg.exist_ok)
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries, results = {}, {}
-    for mode in modes:
-        print(f"\n=== {mode} ===", flush=True)
+    runs = [(m, i, f"{m}-{i}" if inits else m) for m in modes for i in (inits or [cfg.init])]
+    for mode, init, run in runs:
+        print(f"\n=== {run} ===", flush=True)
         # user-set weights apply to the pretrained modes; scratch always starts from random init
         weights = None if mode == "scratch" or cfg.weights in (None, "imagenet", "none") else cfg.weights
-        run_cfg = TrainConfig(**{**asdict(cfg), "mode": mode, "weights": weights, "project": str(out_dir),
-                                 "name": mode, "exist_ok": True, "output": None})
-        summaries[mode] = train(run_cfg)
-        results[mode] = read_csv(Path(summaries[mode]["run_dir"]) / "results.csv")
+        run_cfg = TrainConfig(**{**asdict(cfg), "mode": mode, "init": init, "weights": weights,
+                                 "project": str(out_dir), "name": run, "exist_ok": True, "output": None})
+        summaries[run] = train(run_cfg)
+        results[run] = read_csv(Path(summaries[run]["run_dir"]) / "results.csv")
+    modes = [r for _, _, r in runs]
     write_csv(out_dir / "comparison.csv", [summaries[m] for m in modes], COMPARISON_COLUMNS)
     plot_comparison(results, summaries, out_dir / "comparison.png",
                     title=f"{cfg.arch} on {Path(cfg.data).name}, {cfg.epochs} epochs")

@@ -6,19 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import ImageDataset, find_splits, preprocess_config, train_transform
+from .data import ImageDataset, channels_of, default_augment, find_splits, preprocess_config, train_transform
 from .models import get_spec
 
 
 def denormalize(x, mean, std) -> np.ndarray:
-    """A normalised CxHxW tensor back to an HxWx3 array in [0, 1] for display."""
+    """A normalised CxHxW tensor back to an HxWx3 array in [0, 1] for display (grey repeated for C=1)."""
     a = x.detach().cpu().float().numpy().transpose(1, 2, 0)
-    return np.clip(a * np.asarray(std) + np.asarray(mean), 0, 1)
+    a = np.clip(a * np.asarray(std) + np.asarray(mean), 0, 1)
+    return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
 
 
 def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: int = 224, arch: str = "resnet18",
                     checkpoint: str | Path | None = None, seed: int = 0, val_split: float = 0.2,
-                    augment: str | None = None) -> Path:
+                    augment: str | None = None, in_channels: int = 3) -> Path:
     """A grid of `n` training images after training augmentation, de-normalised, with class labels.
 
     Preprocessing (size, mean, std) and the augmentation preset come from `checkpoint` when given,
@@ -33,9 +34,10 @@ def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: in
         augment = augment or ck.get("augment") or "standard"
     else:
         spec = get_spec(arch)
-        pre = preprocess_config(img_size, spec.mean, spec.std)
-        augment = augment or "standard"
-    ds = ImageDataset(splits.train, train_transform(pre, augment))
+        pre = preprocess_config(img_size, spec.mean, spec.std, channels=in_channels, crop_pct=spec.crop_pct,
+                                interpolation=spec.interpolation)
+        augment = augment or default_augment(img_size)
+    ds = ImageDataset(splits.train, train_transform(pre, augment), channels_of(pre))
     rng = random.Random(seed)
     idx = rng.sample(range(len(ds)), min(n, len(ds)))
     import torch

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from transferlearn.models import list_archs
+from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE
+from transferlearn.models import INITS, list_archs
 from transferlearn.modes import DEFAULTS, MODES
 
 _DEFAULTS_HELP = "; ".join(f"{m}: {d.optimizer} lr={d.lr:g} wd={d.weight_decay:g} {d.scheduler}"
@@ -16,26 +17,40 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="folder with train/<class>/ and val/<class>/ (val/ optional)")
     g.add_argument("--val-split", type=float, default=0.2,
                    help="fraction of train/ held out (stratified, seeded) when there is no val/ folder")
-    g.add_argument("--img-size", type=int, default=224, help="eval and inference size (stored in the checkpoint)")
+    g.add_argument("--img-size", type=int, default=None,
+                   help=f"eval and inference size (stored in the checkpoint); default: the arch's (224 for most, "
+                        f"32 for lenet). At {SMALL_IMAGE} or less images are used whole at native size (MNIST 28, "
+                        f"CIFAR 32): no border-cutting crop, training at that size")
     g.add_argument("--train-size", type=int, default=None,
                    help="training crop size; default by mode (smaller than --img-size where the backbone trains: "
                         "faster, and 'train low, test high' keeps accuracy)")
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--workers", default="auto", help="data loader processes (auto: one per CPU core, max 8)")
-    g.add_argument("--augment", choices=["none", "light", "standard", "strong"], default="standard",
+    g.add_argument("--augment", choices=AUGMENT_PRESETS, default=None,
                    help="training augmentation: none (eval transform), light (resize + mild random crop + flip), "
-                        "standard (RandomResizedCrop + flip), strong (standard + TrivialAugmentWide + RandomErasing)")
+                        "standard (RandomResizedCrop + flip), strong (standard + TrivialAugmentWide + RandomErasing), "
+                        "pad-crop-flip (CIFAR recipe: pad size/8, random crop, flip), pad-crop (pad size/14 and "
+                        "crop, no flip: digits). Default: standard, or pad-crop-flip at --img-size "
+                        f"{SMALL_IMAGE} or less")
+    g.add_argument("--in-channels", type=int, default=3,
+                   help="1 for grayscale data (decoded to L, cached and normalised as one channel; a pretrained "
+                        "stem's RGB kernels are summed), 3 for colour (default). `data stats` says when every "
+                        "image is grayscale")
     g.add_argument("--balance", choices=["none", "weighted-loss", "sampler"], default="none",
                    help="class imbalance: weighted-loss (loss weights inverse to class frequency) or sampler "
                         "(WeightedRandomSampler: every class drawn equally often)")
     g.add_argument("--imbalance-warn", type=float, default=3.0,
                    help="warn when the largest class has more than this many times the smallest's images")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", default="resnet18", choices=list_archs())
+    g.add_argument("--arch", default="resnet18", metavar="NAME",
+                   help=f"ours: {' '.join(list_archs())}; any torchvision classification model by name "
+                        "(convnext_tiny, vit_b_16, vgg16 ...); timm:NAME for timm's "
+                        "(timm:vit_small_patch16_224.augreg_in21k_ft_in1k). List: `transferlearn models`")
     g.add_argument("--weights", default=None,
                    help="imagenet | none | PATH (a state_dict or transferlearn checkpoint); default by mode")
-    g.add_argument("--init", default="kaiming", choices=["kaiming", "xavier", "default"],
-                   help="weight init for --mode scratch")
+    g.add_argument("--init", default="kaiming", choices=list(INITS),
+                   help="weight init of every conv and linear layer for --mode scratch: "
+                        + "; ".join(f"{k}: {v}" for k, v in INITS.items()))
     g = p.add_argument_group("optimisation", f"defaults by mode: {_DEFAULTS_HELP}")
     g.add_argument("--epochs", type=int, default=10)
     g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
@@ -84,7 +99,7 @@ def _train(args) -> int:
 
 def _compare(args) -> int:
     from transferlearn.trainer import compare
-    compare(config_from_args(args), modes=args.modes)
+    compare(config_from_args(args), modes=args.modes, inits=args.inits)
     return 0
 
 
@@ -102,5 +117,7 @@ def add_parser(sub) -> None:
                        description="Train last-layer, all-layers and scratch with the same data, epochs and seed; "
                                    "writes comparison.csv and comparison.png.")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--inits", nargs="+", choices=list(INITS), default=None,
+                   help="also compare weight inits: each mode once per init (runs named MODE-INIT)")
     add_training_args(p)
     p.set_defaults(func=_compare, name=None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 def _batch(args) -> int:
     from transferlearn.visualize import visualize_batch
     path = visualize_batch(args.data, args.out, n=args.n, img_size=args.img_size, arch=args.arch,
-                           checkpoint=args.checkpoint, seed=args.seed, augment=args.augment)
+                           checkpoint=args.checkpoint, seed=args.seed, augment=args.augment,
+                           in_channels=args.in_channels)
     print(f"wrote {path}")
     return 0
 
@@ -29,7 +30,9 @@ def add_parser(sub) -> None:
     b.add_argument("--data", required=True, help="dataset root (train/<class>/...) or a folder of class folders")
     b.add_argument("--n", type=int, default=32, help="number of images")
     b.add_argument("--img-size", type=int, default=224)
-    b.add_argument("--arch", default="resnet18", choices=list_archs(), help="for its normalisation mean/std")
+    b.add_argument("--arch", default="resnet18", metavar="NAME",
+                   help=f"for its normalisation mean/std ({' '.join(list_archs())}, a torchvision name or timm:NAME)")
+    b.add_argument("--in-channels", type=int, default=3, help="1 to see grayscale input as a 1-channel model does")
     b.add_argument("--augment", default=None, choices=AUGMENT_PRESETS,
                    help="augmentation preset to show (default: the checkpoint's, else standard)")
     b.add_argument("--checkpoint", default=None,

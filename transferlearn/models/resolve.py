@@ -28,7 +28,8 @@ def _torchvision_spec(name: str) -> ArchSpec:
     return ArchSpec(name=name, build=lambda: tvm.get_model(name, weights=None),
                     load_imagenet=torchvision_download(weights),
                     source=f"torchvision {weights} (torch.hub download)", family="torchvision",
-                    extra={"params": weights.meta.get("num_params")}, **torchvision_preprocess(weights))
+                    extra={"params": weights.meta.get("num_params"), "url": weights.url},
+                    **torchvision_preprocess(weights))
 
 
 def _timm_spec(arch: str) -> ArchSpec:
@@ -95,30 +96,53 @@ def list_archs() -> list[str]:
     return sorted(ARCHS)
 
 
-def catalogue(pattern: str | None = None, pretrained: bool = False) -> list[dict]:
-    """Rows for `transferlearn models`: name, source library, ImageNet weights (where from, offline or
-    not), default input size. `pattern` is an fnmatch pattern (`*convnext*`); `pretrained` keeps names
-    with ImageNet weights. timm names are listed only when the pattern asks for them (timm:...)."""
-    import fnmatch
-    pat = pattern if pattern is None or any(c in pattern for c in "*?[") else f"*{pattern}*"
-    rows = []
+def _params(build) -> int | None:
+    """Parameter count without allocating memory (built on the meta device)."""
+    import torch
+    try:
+        with torch.device("meta"):
+            return sum(p.numel() for p in build().parameters())
+    except Exception:  # pragma: no cover - a model that cannot be built on meta
+        return None
 
-    def keep(n):
-        return pat is None or fnmatch.fnmatch(n, pat)
+
+def _cached(url: str) -> bool:
+    """True when torch.hub's cache already holds the file (then it works offline)."""
+    import os
+
+    import torch
+    return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)))
+
+
+def catalogue(pattern: str | None = None, pretrained: bool = False, max_counted: int = 60) -> list[dict]:
+    """Rows for `transferlearn models`: name, library, parameters, default input size, where ImageNet
+    weights come from and whether that works offline. `pattern`: a substring or fnmatch pattern
+    (`*convnext*`); timm's ~1,400 names are listed only for a pattern starting with timm:. `pretrained`
+    keeps names with ImageNet weights. Parameters are counted for at most `max_counted` timm rows."""
+    import fnmatch
+    if pattern and not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*" if not pattern.startswith(TIMM_PREFIX) else f"{pattern}*"
+    keep = (lambda n: True) if not pattern else (lambda n: fnmatch.fnmatch(n, pattern))
+    rows = []
     for n, s in ARCHS.items():
         if keep(n):
-            rows.append({"name": n, "library": "transferlearn", "weights": s.source if s.load_imagenet else "none",
-                         "offline": s.offline or s.load_imagenet is None, "input_size": s.input_size})
+            rows.append({"name": n, "library": "transferlearn", "params": _params(s.build),
+                         "input_size": s.input_size, "weights": s.source if s.load_imagenet else "none",
+                         "offline": bool(s.offline) or ("url" in s.extra and _cached(s.extra["url"]))})
     for n in torchvision_names():
         if n not in ARCHS and keep(n):
-            rows.append({"name": n, "library": "torchvision", "weights": "torch.hub download", "offline": False,
-                         "input_size": None})
+            s = get_spec(n)
+            rows.append({"name": n, "library": "torchvision", "params": s.extra.get("params"),
+                         "input_size": s.input_size, "weights": s.source, "offline": _cached(s.extra["url"])})
     if pattern and pattern.startswith(TIMM_PREFIX):
         import timm
-        for n in timm.list_models(pat[len(TIMM_PREFIX):] if pat else "*", pretrained=pretrained):
+        names = timm.list_models(pattern[len(TIMM_PREFIX):], pretrained=pretrained)
+        for n in names:
+            s = get_spec(TIMM_PREFIX + n)
             rows.append({"name": TIMM_PREFIX + n, "library": "timm",
-                         "weights": "Hugging Face hub download" if pretrained else "see timm", "offline": False,
-                         "input_size": None})
+                         "params": _params(s.build) if len(names) <= max_counted else None,
+                         "input_size": s.input_size, "weights": s.source if s.load_imagenet else "none",
+                         "offline": False})
     if pretrained:
-        rows = [r for r in rows if r["weights"] != "none"]
+        rows = [r for r in rows if r["weights"] != "none" and not r["weights"].startswith("none")]
     return rows

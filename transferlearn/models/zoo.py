@@ -29,6 +29,7 @@ def torchvision_preprocess(weights_enum) -> dict:
 def _torchvision(name: str, builder, weights_enum, **kw) -> ArchSpec:
     return ArchSpec(name=name, build=lambda: builder(weights=None), load_imagenet=torchvision_download(weights_enum),
                     source=f"torchvision {weights_enum} (torch.hub download)", family="transferlearn",
+                    extra={"url": weights_enum.url},
                     **{**torchvision_preprocess(weights_enum), **kw})
 
 
