@@ -10,6 +10,9 @@ from .files import list_class_dirs, list_images
 from .runs import write_json
 
 
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # from the file header
+
+
 def scan_splits(root: str | Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
     """Classes and (path, label) per split folder as they are on disk (no in-memory split)."""
     root = Path(root)
@@ -50,12 +53,13 @@ def dataset_stats(root: str | Path, out: str | Path, log=print) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {s: [sum(1 for _, y in smp if y == c) for c in range(len(classes))] for s, smp in splits.items()}
-    widths, heights, labels, unreadable = [], [], [], []
+    widths, heights, labels, unreadable, grey = [], [], [], [], 0
     for smp in splits.values():
         for p, y in smp:
             try:
                 with Image.open(p) as im:
                     w, h = im.size
+                    grey += im.mode in GREY_MODES
             except Exception:
                 unreadable.append(p)
                 continue
@@ -70,7 +74,8 @@ def dataset_stats(root: str | Path, out: str | Path, log=print) -> dict:
              "images": int(sum(total)), "unreadable": unreadable,
              "imbalance_ratio": (max(total) / max(min(total), 1)) if total else None,
              "width": _describe(widths), "height": _describe(heights),
-             "aspect_ratio": _describe([w / h for w, h in zip(widths, heights) if h]) if widths else None}
+             "aspect_ratio": _describe([w / h for w, h in zip(widths, heights) if h]) if widths else None,
+             "grayscale_images": grey, "suggest_in_channels": 1 if widths and grey == len(widths) else 3}
     write_json(out / "stats.json", stats)
     width = max(len(c) for c in classes)
     log(f"{'class':<{width}}  " + "  ".join(f"{s:>6}" for s in counts) + "   total")
@@ -82,6 +87,13 @@ def dataset_stats(root: str | Path, out: str | Path, log=print) -> dict:
             f"{int(np.median(heights))}); largest/smallest class {stats['imbalance_ratio']:.1f}x")
     if unreadable:
         log(f"warning: {len(unreadable)} unreadable file(s), e.g. {unreadable[0]}")
+    if widths and grey == len(widths):
+        log(f"every image is grayscale: train with --in-channels 1 (one channel decoded, cached and normalised; "
+            f"a pretrained stem's RGB kernels are summed)"
+            + (f" and --img-size {int(np.median(widths))} (small images are used whole)"
+               if max(widths) <= 32 and max(heights) <= 32 else ""))
+    elif grey:
+        log(f"{grey} of {len(widths)} images are grayscale; they are converted to RGB for a colour model")
     log(f"plots: {out / 'class_counts.png'}, {out / 'image_sizes.png'}")
     return stats
 
