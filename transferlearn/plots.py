@@ -65,7 +65,8 @@ def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], 
     fig, (ax_curve, ax_acc, ax_time) = plt.subplots(1, 3, figsize=(15, 4.2),
                                                     gridspec_kw={"width_ratios": [2, 1, 1]})
     modes = list(results)
-    colors = [MODE_COLORS.get(m, None) for m in modes]
+    # runs named MODE-INIT (compare --inits) or anything else: tab10, one colour each
+    colors = [MODE_COLORS.get(m) or f"C{i % 10}" for i, m in enumerate(modes)]
     for m, c in zip(modes, colors):
         xs, ys = _floats(results[m], "val_acc")
         ax_curve.plot(xs, ys, marker="o", markersize=3, label=m, color=c)
