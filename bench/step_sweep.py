@@ -19,16 +19,16 @@ from transferlearn.modes import set_train
 
 
 def train_step(arch: str, size: int, batch: int = 32, channels_last: bool = True, amp: str = "bf16",
-               steps: int = 5, keep_model: bool = False, warmup: int = 1):
+               steps: int = 5, keep_model: bool = False, warmup: int = 1, in_channels: int = 3, classes: int = 2):
     """(img/s, page faults per step) of all-layers training steps after `warmup` steps;
     with keep_model, also (model, input) for an inference measurement."""
     device = torch.device("cpu")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    m = create_model(arch, 2, weights="none").to(memory_format=fmt)
+    m = create_model(arch, classes, weights="none", in_channels=in_channels).to(memory_format=fmt)
     st = create_state(m, "all-layers", "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1)
     set_train(m, "all-layers")
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
-    y = torch.randint(0, 2, (batch,))
+    x = torch.randn(batch, in_channels, size, size).contiguous(memory_format=fmt)
+    y = torch.randint(0, classes, (batch,))
     for i in range(warmup + steps):
         if i == warmup:
             t0, f0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
