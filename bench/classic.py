@@ -30,12 +30,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--project", default="runs/bench_classic")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's, one per core); on a busy shared CPU, 1 can be "
+                         "much faster for a model this small")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     amp = resolve_amp("auto", torch.device("cpu"))
     tune_malloc()
     t0 = time.perf_counter()
     s = train(data=a.data, arch="lenet", in_channels=1, img_size=28, mode="scratch", epochs=1,
-              batch_size=a.batch_size, quiet=True, project=a.project, name="lenet_epoch")
+              batch_size=a.batch_size, quiet=True, project=a.project, name="lenet_epoch", exist_ok=True)
     wall = time.perf_counter() - t0
     bare, _ = train_step("lenet", 28, batch=a.batch_size, amp=amp, steps=100, warmup=5, in_channels=1, classes=10)
     out = {"cpu": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(), "amp": amp,
