@@ -213,3 +213,11 @@ def test_models_command_lists_sources_and_offline(capsys):
     assert main(["models", "timm:test_vit*", "--pretrained"]) == 0
     out = capsys.readouterr().out
     assert "timm:test_vit.r160_in1k" in out and "Hugging Face" in out
+
+
+def test_fixed_size_models_train_at_their_size_and_errors_name_the_option():
+    from transferlearn.train import TrainConfig
+    c = TrainConfig(data="x", mode="all-layers", arch="timm:vit_small_patch16_224").resolved()
+    assert c.img_size == 224 and c.train_size == 224  # not the 5/7 training crop a fixed-size ViT cannot take
+    with pytest.raises(ModelError, match="needs --train-size exactly 224"):
+        create_model("timm:vit_small_patch16_224", 3, weights="none", img_size=(224, 160))

