@@ -23,7 +23,8 @@ from transferlearn.train.pipeline import image_batches, image_datasets
 
 from conftest import make_dataset
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
+pytestmark = [pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built"),
+              pytest.mark.slow]
 TESTS = Path(__file__).resolve().parent
 BASE = dict(arch="mobilenet_v2", img_size=48, batch_size=4, workers=0, quiet=True, amp="off")
 
