@@ -4,7 +4,8 @@ CI does not install MindSpore (an ~800 MB wheel), so this script is run by hand 
 
     python3 -m venv /tmp/msvenv && /tmp/msvenv/bin/pip install mindspore numpy
     /tmp/msvenv/bin/python tests/make_mindspore_fixtures.py             # writes tests/data/mindspore/
-    /tmp/msvenv/bin/python tests/make_mindspore_fixtures.py --verify DIR  # MindSpore loads *our* .ckpt files
+    python tests/make_mindspore_fixtures.py --prepare DIR                 # transferlearn writes .ckpt files
+    /tmp/msvenv/bin/python tests/make_mindspore_fixtures.py --verify DIR  # MindSpore loads them
 
 It builds small (reduced-width) ResNets in MindSpore the way the model zoo and mindcv build theirs, fills
 every parameter with random values (BatchNorm statistics included, so a mapping mistake shows), saves
@@ -14,7 +15,7 @@ inputs and MindSpore's own features and logits in an .npz. It also saves small f
 edge cases: every dtype, a CRC trailer, an encrypted file, and (crafted with MindSpore's own
 checkpoint_pb2) old dtype spellings and a tensor split over several Values.
 
---verify DIR: for each DIR/<name>.ckpt written by transferlearn with DIR/<name>.json ({"net": ...}) and
+--verify DIR: for each DIR/<name>.ckpt written by transferlearn with DIR/<name>.json ({"kind": ..., "args": ...}) and
 DIR/<name>.npz (input x, PyTorch logits), MindSpore's load_checkpoint + load_param_into_net must load
 every parameter, and MindSpore's forward must match the PyTorch logits.
 """
@@ -177,13 +178,18 @@ def _nets():
         def construct(self, x):
             return self.classifier(self.features(x))
 
-    return {
-        # reduced widths: stem 8, stage outputs 16..128 (ResNet50: 64, 256..2048), blocks [2, 1, 1, 1]
-        "zoo_bottleneck": lambda: ZooResNet(ZooBottleneck, [2, 1, 1, 1], 8, [16, 32, 64, 128], 10, False),
-        "zoo_basic": lambda: ZooResNet(ZooBasic, [2, 1, 1, 1], 8, [8, 16, 24, 32], 10, True),
-        "mindcv_bottleneck": lambda: CvResNet(CvBottleneck, [2, 1, 1, 1], 8, [4, 8, 16, 32], 7),
-        "mindcv_basic": lambda: CvResNet(CvBasic, [2, 1, 1, 1], 8, [8, 16, 24, 32], 7),
-    }
+    kinds = {"zoo_bottleneck": lambda l, s, w, n: ZooResNet(ZooBottleneck, l, s, w, n, False),
+             "zoo_basic": lambda l, s, w, n: ZooResNet(ZooBasic, l, s, w, n, True),
+             "mindcv_bottleneck": lambda l, s, w, n: CvResNet(CvBottleneck, l, s, w, n),
+             "mindcv_basic": lambda l, s, w, n: CvResNet(CvBasic, l, s, w, n)}
+    return lambda kind, *args: kinds[kind](*args)
+
+
+# reduced widths: stem 8 (ResNet50: 64), blocks [2, 1, 1, 1]; model zoo: stage outputs, mindcv: widths
+FIXTURES = {"zoo_bottleneck": ([2, 1, 1, 1], 8, [16, 32, 64, 128], 10),
+            "zoo_basic": ([2, 1, 1, 1], 8, [8, 16, 24, 32], 10),
+            "mindcv_bottleneck": ([2, 1, 1, 1], 8, [4, 8, 16, 32], 7),
+            "mindcv_basic": ([2, 1, 1, 1], 8, [8, 16, 24, 32], 7)}
 
 
 def _randomise(net, rng):
@@ -211,8 +217,9 @@ def make_networks(out: Path) -> None:
     inputs = {"x_even": rng.normal(0, 1, (2, 3, 48, 48)).astype(np.float32),   # 'same' pads 2/3, 0/1
               "x_odd": rng.normal(0, 1, (1, 3, 45, 45)).astype(np.float32)}    # 'same' pads 3/3, 1/1
     np.savez_compressed(out / "inputs.npz", **inputs)
-    for name, build in _nets().items():
-        net = build()
+    make = _nets()
+    for name, args in FIXTURES.items():
+        net = make(name, *args)
         _randomise(net, rng)
         path = out / f"{name}.ckpt"
         if name == "zoo_bottleneck":  # as the model zoo's ModelCheckpoint saves it: through the optimiser
@@ -286,10 +293,10 @@ def make_edge_cases(out: Path) -> None:
 def verify(d: Path) -> int:
     """MindSpore loads each .ckpt transferlearn wrote into the matching network and computes its logits."""
     import mindspore as ms
-    nets, bad = _nets(), 0
+    make, bad = _nets(), 0
     for meta in sorted(d.glob("*.json")):
         info = json.loads(meta.read_text())
-        net = nets[info["net"]]()
+        net = make(info["kind"], *info["args"])
         params = ms.load_checkpoint(str(meta.with_suffix(".ckpt")))
         not_loaded, unused = ms.load_param_into_net(net, params, strict_load=True)
         net.set_train(False)
@@ -305,11 +312,51 @@ def verify(d: Path) -> int:
     return 1 if bad else 0
 
 
+def prepare(d: Path) -> int:
+    """(PyTorch side, no MindSpore) write .ckpt files with transferlearn for --verify: fresh random
+    PyTorch networks of each fixture's shape, plus full-size ResNet50 (model zoo) and ResNet18 (mindcv)."""
+    import torch
+    from transferlearn.mindspore import build_resnet, read_ckpt, write_ckpt
+    from transferlearn.mindspore.convert import to_mindspore
+    from transferlearn.mindspore.names import ms_to_torch
+    from transferlearn.mindspore.resnet import infer_config
+    d.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(1)
+    jobs = {k: (k, list(v)) for k, v in FIXTURES.items()}
+    jobs["resnet50_modelzoo"] = ("zoo_bottleneck", [[3, 4, 6, 3], 64, [256, 512, 1024, 2048], 5])
+    jobs["resnet18_mindcv"] = ("mindcv_basic", [[2, 2, 2, 2], 64, [64, 128, 256, 512], 5])
+    for name, (kind, args) in jobs.items():
+        src = OUT / f"{kind}.ckpt"  # the shape (and the variant) of the real MindSpore network
+        cfg = infer_config(ms_to_torch(read_ckpt(src))[0])
+        if name != kind:
+            bottleneck = kind.endswith("bottleneck")
+            widths = [w // 4 for w in args[2]] if kind.startswith("zoo") and bottleneck else args[2]
+            cfg = {**cfg, "layers": args[0], "stem": args[1], "widths": widths, "num_classes": args[3]}
+        variant = {"zoo_bottleneck": "mindspore-same", "zoo_basic": "mindspore-base"}.get(kind, "mindcv")
+        net = build_resnet(cfg, variant, args[3]).eval()
+        for m in net.modules():  # non-trivial BatchNorm statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0), m.running_mean.normal_(0, 0.2), m.bias.data.normal_(0, 0.2)
+        tensors, _ = to_mindspore(net.state_dict(), variant)
+        write_ckpt(tensors, d / f"{name}.ckpt", crc=name == "zoo_basic")
+        x = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            logits = net(x).numpy()
+        np.savez(d / f"{name}.npz", x=x.numpy(), logits=logits)
+        (d / f"{name}.json").write_text(json.dumps({"kind": kind, "args": args}))
+        print(f"wrote {d / name}.ckpt ({variant})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--verify", type=Path, default=None, metavar="DIR")
+    ap.add_argument("--prepare", type=Path, default=None, metavar="DIR",
+                    help="(with torch + transferlearn, no MindSpore) write the files --verify checks")
     a = ap.parse_args()
+    if a.prepare:
+        return prepare(a.prepare)
     import mindspore as ms
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
     ms.set_seed(0)

@@ -232,7 +232,8 @@ def train(cfg: TrainConfig | None = None, **overrides) -> dict:
         f"{_sizes(cfg)} | device {device}"
         f"{' ' + amp if amp != 'off' else ''} | data: {pipeline} | run folder {run_dir}")
 
-    meta = {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(splits.classes),
+    meta = {"format": ckpt_io.FORMAT, "arch": cfg.arch, "variant": getattr(model, "variant", None),
+            "num_classes": len(splits.classes),
             "classes": splits.classes, "preprocess": pre, "mode": cfg.mode, "weights": cfg.weights,
             "args": {k: v for k, v in asdict(cfg).items()}, "train_counts": counts, "augment": cfg.augment,
             "versions": ckpt_io.versions()}

@@ -183,8 +183,9 @@ def _meta(ckpt: dict) -> dict:
 def export_mindspore(checkpoint: str | os.PathLike, output: str | os.PathLike, images=(), style: str | None = None):
     """Write a run's model as a MindSpore .ckpt, read it back and compare logits; returns ExportReport."""
     from ..checkpoint import load_model
-    from ..export import ExportReport, _inputs
+    from ..export import ExportReport, _inputs, sample_images
     model, ckpt = load_model(checkpoint)
+    images = list(images) or sample_images(ckpt)
     sd, variant, _ = _torch_state_dict(Path(checkpoint) / "best.pt" if Path(checkpoint).is_dir()
                                        else Path(checkpoint))
     tensors, style = to_mindspore(sd, variant, style)
