@@ -11,6 +11,7 @@ from defects import noise_image  # noqa: E402
 
 from conftest import FAST  # noqa: E402
 from transferlearn import trainer  # noqa: E402
+from transferlearn.train import trainer as train_module  # noqa: E402
 from transferlearn.checkpoint import load  # noqa: E402
 from transferlearn.data import AUGMENT_PRESETS, eval_transform, preprocess_config, train_transform  # noqa: E402
 from transferlearn.modes import DEFAULTS  # noqa: E402
@@ -45,14 +46,14 @@ def test_train_size_defaults_by_mode():
 
 def test_training_batches_at_train_size_validation_at_img_size(dataset, tmp_path, monkeypatch):
     shapes = {True: set(), False: set()}  # model.training -> input sizes seen
-    make = trainer.create_model
+    make = train_module.create_model
 
     def spy(*a, **k):
         m = make(*a, **k)
         m.register_forward_pre_hook(lambda mod, args: shapes[mod.training].add(tuple(args[0].shape[-2:])))
         return m
 
-    monkeypatch.setattr(trainer, "create_model", spy)
+    monkeypatch.setattr(train_module, "create_model", spy)
     s = trainer.train(data=str(dataset), mode="all-layers", epochs=1, train_size=48, project=str(tmp_path / "r"),
                       **FAST)
     assert shapes == {True: {(48, 48)}, False: {(64, 64)}}

@@ -6,9 +6,7 @@
   page cache and only crop/flip/normalise tensors, so training crops see the same frame the
   uncached loop sees. Memory stays bounded: nothing is held whole. Validation through the cache
   matches the eval pipeline (eval's Resize is the identity on a cached image).
-- `extract_features`: a frozen backbone is a fixed function, so last-layer training computes its
-  features once (K augmented views per training image, one clean view per val image) and then
-  trains the head on them.
+(The frozen-backbone feature cache of last-layer mode is `train/features.py`.)
 """
 from __future__ import annotations
 
@@ -25,7 +23,6 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .engine import to_device
 from .files import to_rgb
 
 CACHE_VERSION = 2  # 2: whole frame, variable shape (1: centre squares)
@@ -154,53 +151,3 @@ class CachedImageDataset(Dataset):
             return None
         x = torch.from_numpy(self.decoded[i]).permute(2, 0, 1)
         return self.transform(x), self.labels[i]
-
-
-# ---------------------------------------------------------------- frozen-backbone features
-
-@torch.no_grad()
-def extract_features(backbone: torch.nn.Module, loader, device: torch.device, amp_ctx, desc: str,
-                     quiet: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass of `loader` through the frozen backbone: (features float32 [N, F], labels [N])."""
-    backbone.eval()
-    feats, labels = [], []
-    for batch in tqdm(loader, desc=desc, disable=True if quiet else None, leave=False, dynamic_ncols=True,
-                      unit="batch"):
-        if batch is None:
-            continue
-        x, y = batch
-        x = to_device(x, device)
-        with amp_ctx():
-            f = backbone(x)
-        feats.append(f.float().cpu())
-        labels.append(y)
-    if not feats:
-        return torch.empty(0), torch.empty(0, dtype=torch.long)
-    return torch.cat(feats), torch.cat(labels)
-
-
-class FeatureBatches:
-    """Batches of cached features; each epoch every training image contributes one of its K views."""
-
-    def __init__(self, views: list[torch.Tensor], labels: torch.Tensor, batch_size: int, shuffle: bool,
-                 seed: int = 0, sampler=None):
-        self.views, self.labels, self.batch_size, self.shuffle = views, labels, batch_size, shuffle
-        self.sampler = sampler  # e.g. --balance sampler's WeightedRandomSampler over the same indices
-        self.g = torch.Generator().manual_seed(seed)
-
-    def __len__(self):
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self):
-        if self.sampler is not None:
-            order = torch.as_tensor(list(self.sampler), dtype=torch.long)
-        elif self.shuffle:
-            order = torch.randperm(len(self.labels), generator=self.g)
-        else:
-            order = torch.arange(len(self.labels))
-        stacked = torch.stack(self.views)  # [K, N, F]
-        views = (torch.randint(len(self.views), (len(order),), generator=self.g) if self.shuffle
-                 else torch.zeros(len(order), dtype=torch.long))
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            yield stacked[views[i:i + self.batch_size], idx], self.labels[idx]

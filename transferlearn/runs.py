@@ -50,10 +50,11 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 class TensorBoardLogger:
     """Scalars to TensorBoard; silently absent if tensorboard is not installed."""
 
-    def __init__(self, logdir: Path):
+    def __init__(self, logdir: Path, purge_step: int | None = None):
+        """purge_step: a resumed run hides any events logged at or after this step by the interrupted one."""
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(logdir))
+            self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
         except Exception as e:  # pragma: no cover - tensorboard is a dependency
             print(f"TensorBoard logging off ({e})")
             self.writer = None
@@ -70,3 +71,50 @@ class TensorBoardLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def claim_run_dir(project: str | os.PathLike, name: str, exist_ok: bool = False) -> Path:
+    """Create and return the run folder. Without exist_ok the folder is made with mkdir's atomic "fail if
+    it exists", so two trainings started at once with the same --name get name and name2, never one folder."""
+    while True:
+        folder = increment_path(project, name, exist_ok)
+        try:
+            folder.mkdir(parents=True, exist_ok=exist_ok)
+            return folder
+        except FileExistsError:  # another process took it between the check and the mkdir: try the next
+            continue
+
+
+class RunInUse(RuntimeError):
+    """Another live process is writing this run folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as a training writes it (released by the kernel if the
+    process dies, so a killed run can be resumed at once). POSIX only; elsewhere it does nothing."""
+
+    def __init__(self, folder: Path):
+        self.path, self.fd = Path(folder) / ".lock", None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunInUse(f"{self.path.parent} is being written by another training (pid {holder}); "
+                           f"wait for it to finish, or use another --name") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

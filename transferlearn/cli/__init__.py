@@ -26,17 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args._argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     from transferlearn.data import DatasetError
     from transferlearn.models import WeightsError
+    from transferlearn.runs import RunInUse
     try:
         return args.func(args) or 0
-    except (DatasetError, WeightsError, FileNotFoundError, ValueError) as e:
+    except (DatasetError, WeightsError, FileNotFoundError, ValueError, RunInUse) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; last.pt in the run folder holds the last finished epoch", file=sys.stderr)
+        print("\ninterrupted before training started; nothing to resume", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ _DEFAULTS_HELP = "; ".join(f"{m}: {d.optimizer} lr={d.lr:g} wd={d.weight_decay:g
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, help="folder with train/<class>/ and val/<class>/ (val/ optional)")
+    g.add_argument("--data", default=None, help="folder with train/<class>/ and val/<class>/ (val/ optional)")
     g.add_argument("--val-split", type=float, default=0.2,
                    help="fraction of train/ held out (stratified, seeded) when there is no val/ folder")
     g.add_argument("--img-size", type=int, default=224, help="eval and inference size (stored in the checkpoint)")
@@ -68,24 +68,70 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--name", default=None, help="run folder name (auto-numbered if it exists)")
     g.add_argument("--exist-ok", action="store_true", help="reuse runs/NAME instead of numbering a new one")
     g.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
+    g = p.add_argument_group("resume and processes",
+                             "Run under torchrun for several processes (GPUs, or CPU processes with gloo): "
+                             "torchrun --standalone --nproc_per_node=N -m transferlearn train ... "
+                             "(see docs/distributed.md)")
+    g.add_argument("--resume", default=None, metavar="RUN|PATH|auto",
+                   help="continue runs/NAME (or a last.pt) with its own options; only --epochs (raise), --device, "
+                        "--workers, --quiet may be given again. auto: continue runs/NAME if it has a checkpoint, "
+                        "else start it (for torchrun --max-restarts)")
+    g.add_argument("--checkpoint-steps", type=int, default=0, metavar="N",
+                   help="also save last.pt every N optimiser steps inside an epoch (default 0: at every epoch end, "
+                        "and on Ctrl-C / SIGTERM)")
+    g.add_argument("--sync-bn", action="store_true",
+                   help="several processes: BatchNorm statistics over the global batch (default off: each process's "
+                        "batch, as most fine-tuning recipes; sync costs a collective per BN layer)")
+    g.add_argument("--dist-timeout", type=float, default=1800.0, metavar="S",
+                   help="seconds a process waits for its peers before the run fails (never hangs for ever)")
 
 
 def config_from_args(args: argparse.Namespace):
-    from transferlearn.trainer import TrainConfig
+    from transferlearn.train import TrainConfig
     names = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def _train(args) -> int:
-    from transferlearn.trainer import train
-    train(config_from_args(args))
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests of the options actually typed on the command line (a resume may only change a few)."""
+    flags = parser._option_string_actions  # argparse keeps no public map from flag to action
+    given = set()
+    for tok in argv:
+        if not tok.startswith("--"):
+            continue
+        flag = tok.split("=", 1)[0]
+        matches = [flags[flag]] if flag in flags else [a for f, a in flags.items() if f.startswith(flag)]
+        if len({a.dest for a in matches}) == 1:
+            given.add(matches[0].dest)
+    return given
+
+
+def _run(args, fn, **extra) -> int:
+    from transferlearn.train import TrainingInterrupted
+    cfg = config_from_args(args)
+    if args.resume and args.resume != "auto":
+        typed = given_options(args._parser, args._argv) - {"resume"}
+        kw = {k: getattr(cfg, k) for k in typed if hasattr(cfg, k)}
+        call = lambda: fn(resume=args.resume, **kw)  # noqa: E731
+    else:
+        if not cfg.data:
+            args._parser.error("--data is required (or --resume RUN to continue a run)")
+        call = lambda: fn(cfg, **extra)  # noqa: E731
+    try:
+        call()
+    except TrainingInterrupted as e:
+        return 128 + e.signum  # 130 for Ctrl-C, 143 for SIGTERM: as if the signal had ended the process
     return 0
+
+
+def _train(args) -> int:
+    from transferlearn.train import train
+    return _run(args, train)
 
 
 def _compare(args) -> int:
-    from transferlearn.trainer import compare
-    compare(config_from_args(args), modes=args.modes)
-    return 0
+    from transferlearn.train import compare
+    return _run(args, compare, modes=args.modes)
 
 
 def add_parser(sub) -> None:
@@ -96,11 +142,11 @@ def add_parser(sub) -> None:
     p.add_argument("--mode", choices=MODES, default="last-layer")
     p.add_argument("--output", default=None, help="also copy the best checkpoint to exactly this path")
     add_training_args(p)
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, _parser=p)
 
     p = sub.add_parser("compare", help="train all three modes and compare them",
                        description="Train last-layer, all-layers and scratch with the same data, epochs and seed; "
                                    "writes comparison.csv and comparison.png.")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     add_training_args(p)
-    p.set_defaults(func=_compare, name=None)
+    p.set_defaults(func=_compare, name=None, _parser=p)

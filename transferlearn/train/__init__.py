@@ -1,0 +1,19 @@
+"""Training: options -> Trainer (setup, fit, finish) -> a run folder. Where to look:
+
+- config.py       TrainConfig, the options a resume may change, the options hash
+- trainer.py      Trainer and `train()`: setup -> fit -> finish
+- loop.py         one epoch of steps, one evaluation pass (the same under 1 or N processes)
+- state.py        TrainState: everything that changes while training, saved and restored exactly
+- callbacks.py    every file and console line a run writes (main process only)
+- distributed.py  rank, world size, barrier, all-reduce (torchrun's environment; 1 process = world size 1)
+- sampling.py     which samples each process sees, in which order, with which augmentation
+- pipeline.py     files -> datasets -> batches;  features.py: last-layer's frozen-feature setup step
+- resume.py       finding and checking the checkpoint a run continues from
+- compare.py      the modes side by side
+"""
+from .callbacks import Callback
+from .compare import compare, format_comparison
+from .config import TrainConfig
+from .trainer import Trainer, TrainingInterrupted, train
+
+__all__ = ["Callback", "TrainConfig", "Trainer", "TrainingInterrupted", "compare", "format_comparison", "train"]

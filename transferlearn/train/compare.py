@@ -1,0 +1,95 @@
+"""`compare`: the same data, epochs and seed trained in each mode, one table and one plot. A compare run
+folder holds one run folder per mode; a killed compare continues with the mode it was in."""
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import yaml
+
+from ..modes import MODES
+from ..runs import claim_run_dir, read_csv, write_csv, write_json, write_yaml
+from .config import RESUMABLE, TrainConfig, option_flag
+from .resume import ResumeError, has_checkpoint
+from . import distributed
+from .trainer import device_type, train
+
+COMPARISON_COLUMNS = ["mode", "arch", "best_val_acc", "best_epoch", "final_train_acc", "final_val_acc",
+                      "train_seconds", "images_per_second", "trainable_params", "run_dir"]
+
+
+def _resume_compare(folder: Path, given: dict) -> tuple[TrainConfig, list[str]]:
+    spec = folder / "compare.yaml"
+    if not spec.is_file():
+        hint = f"; continue a single run with `transferlearn train --resume {folder}`" if has_checkpoint(folder) else ""
+        raise ResumeError(f"--resume {folder}: not a compare run folder (no compare.yaml){hint}")
+    saved = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    names = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved["config"].items() if k in names})
+    bad = [k for k, v in given.items() if k in names and k not in RESUMABLE and v is not None and v != getattr(cfg, k)]
+    if bad:
+        raise ResumeError("a resumed compare keeps its own options; " + ", ".join(option_flag(k) for k in bad)
+                          + " may not change")
+    return TrainConfig(**{**asdict(cfg), **{k: v for k, v in given.items() if k in RESUMABLE and v is not None}}), \
+        saved["modes"]
+
+
+def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = None, **overrides) -> dict:
+    """Train each mode with the same data, epochs and seed; write comparison.csv and comparison.png.
+    compare(resume="runs/cmp") continues a compare that was stopped: finished modes are kept, the one in
+    progress continues from its last.pt, the rest start."""
+    from ..plots import plot_comparison
+    from ..report import write_compare_report
+    from .callbacks import report
+    if resume:
+        out_dir = Path(resume)
+        cfg, modes = _resume_compare(out_dir, overrides)
+    else:
+        cfg = TrainConfig(**{**asdict(cfg or TrainConfig()), **overrides})
+    ctx = distributed.from_env(device_type(cfg.device), cfg.dist_timeout)
+    if not resume:
+        out_dir = Path(ctx.broadcast(str(claim_run_dir(cfg.project, cfg.name or "compare", cfg.exist_ok))
+                                     if ctx.is_main else None))
+        if ctx.is_main:
+            write_yaml(out_dir / "compare.yaml", {"modes": list(modes), "config": asdict(cfg)})
+    log = print if ctx.is_main else (lambda *a, **k: None)
+    summaries, results = {}, {}
+    for mode in modes:
+        log(f"\n=== {mode} ===", flush=True)
+        mode_dir = out_dir / mode
+        if (mode_dir / "summary.json").is_file() and resume:
+            import json
+            summaries[mode] = json.loads((mode_dir / "summary.json").read_text(encoding="utf-8"))
+            log(f"{mode} finished earlier: {mode_dir}", flush=True)
+        elif resume and has_checkpoint(mode_dir):
+            summaries[mode] = train(resume=str(mode_dir), **{k: getattr(cfg, k) for k in ("epochs", "quiet")})
+        else:
+            # user-set weights apply to the pretrained modes; scratch always starts from random init
+            weights = None if mode == "scratch" or cfg.weights in (None, "imagenet", "none") else cfg.weights
+            run_cfg = TrainConfig(**{**asdict(cfg), "mode": mode, "weights": weights, "project": str(out_dir),
+                                     "name": mode, "exist_ok": True, "output": None, "resume": None})
+            summaries[mode] = train(run_cfg)
+        ctx.barrier()
+    if not ctx.is_main:
+        return {"best_mode": None, "modes": summaries, "dir": str(out_dir)}
+    for mode in modes:
+        results[mode] = read_csv(Path(summaries[mode]["run_dir"]) / "results.csv")
+    write_csv(out_dir / "comparison.csv", [summaries[m] for m in modes], COMPARISON_COLUMNS)
+    plot_comparison(results, summaries, out_dir / "comparison.png",
+                    title=f"{cfg.arch} on {Path(cfg.data).name}, {cfg.epochs} epochs")
+    best = max(modes, key=lambda m: summaries[m]["best_val_acc"])
+    write_json(out_dir / "summary.json", {"best_mode": best, "modes": summaries})
+    report(write_compare_report, out_dir)
+    print("\n" + format_comparison(summaries), flush=True)
+    print(f"\nwinner: {best} (best val acc {summaries[best]['best_val_acc']:.4f}); "
+          f"plots: {out_dir / 'comparison.png'}", flush=True)
+    return {"best_mode": best, "modes": summaries, "dir": str(out_dir)}
+
+
+def format_comparison(summaries: dict) -> str:
+    lines = ["| mode | best val acc | best epoch | final train acc | train s | img/s |",
+             "|---|---|---|---|---|---|"]
+    for m, s in summaries.items():
+        lines.append(f"| {m} | {s['best_val_acc']:.4f} | {s['best_epoch']} | {s['final_train_acc']:.4f} | "
+                     f"{s['train_seconds']:.1f} | {s['images_per_second']:.1f} |")
+    return "\n".join(lines)

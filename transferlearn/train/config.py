@@ -1,0 +1,107 @@
+"""Every training option in one dataclass, the per-mode defaults filled in, and what a resume may change.
+
+A run's options are stored in args.yaml and in last.pt. A resumed run continues with those: only the
+options in RESUMABLE may be given again with a new value, and `options_hash` covers everything that
+changes results, so a checkpoint is never continued under different settings by accident.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from ..modes import DEFAULTS, backbone_frozen, check_mode
+
+
+@dataclass
+class TrainConfig:
+    """Every training option. None means "the default for this mode" (see modes.DEFAULTS)."""
+    data: str = ""
+    mode: str = "last-layer"
+    arch: str = "resnet18"
+    weights: str | None = None  # imagenet | none | PATH
+    init: str = "kaiming"  # scratch mode only
+    epochs: int = 10
+    batch_size: int = 32  # per process; the global batch is batch_size x world size
+    img_size: int = 224  # eval / inference size, stored in the checkpoint
+    train_size: int | None = None  # training crop; None: the mode's default (modes.DEFAULTS train_scale)
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    scheduler: str | None = None
+    step_size: int = 7
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    balance: str = "none"  # none | weighted-loss | sampler (class imbalance)
+    imbalance_warn: float = 3.0  # warn when the largest class has more than this times the smallest's images
+    augment: str = "standard"  # none | light | standard | strong (data.train_transform)
+    val_split: float = 0.2
+    workers: str | int = "auto"
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  # off | bf16 | fp16 | auto (bf16 where the CPU/GPU runs it natively)
+    feature_cache: bool | None = None  # None: on in last-layer mode (frozen backbone features computed once)
+    aug_views: int = 4  # augmented views per training image in the feature cache
+    cache: bool = True  # decode + resize every image once into an on-disk uint8 cache
+    cache_dir: str | None = None
+    eval_interval: int = 1
+    eval_start_epoch: int = 1
+    sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (slower; see docs/distributed.md)
+    checkpoint_steps: int = 0  # also write last.pt every N optimiser steps inside an epoch (0: epoch ends only)
+    dist_timeout: float = 1800.0  # seconds any collective may wait for a peer before the run fails
+    project: str = "runs"
+    name: str | None = None
+    exist_ok: bool = False
+    output: str | None = None
+    quiet: bool = False
+    resume: str | None = None  # RUN folder | last.pt path | auto (runs/NAME if it has a checkpoint)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the mode's defaults filled in, so args.yaml records what actually ran."""
+        check_mode(self.mode)
+        d = DEFAULTS[self.mode]
+        c = TrainConfig(**asdict(self))
+        c.weights = c.weights or d.weights
+        c.optimizer = c.optimizer or d.optimizer
+        c.lr = d.lr if c.lr is None else c.lr
+        c.weight_decay = d.weight_decay if c.weight_decay is None else c.weight_decay
+        c.scheduler = c.scheduler or d.scheduler
+        if c.train_size is None:
+            c.train_size = max(8, int(round(c.img_size * d.train_scale / 8)) * 8) if d.train_scale != 1 else c.img_size
+        if not 8 <= c.train_size <= 4 * c.img_size:
+            raise ValueError(f"--train-size {c.train_size} is out of range for --img-size {c.img_size}")
+        if c.mode == "scratch" and c.weights == "imagenet":
+            raise ValueError("mode scratch trains from random init; --weights imagenet contradicts it "
+                             "(use --mode all-layers to fine-tune ImageNet weights)")
+        if c.feature_cache is None:
+            c.feature_cache = backbone_frozen(c.mode)
+        if c.feature_cache and not backbone_frozen(c.mode):
+            raise ValueError(f"--feature-cache needs a frozen backbone (mode last-layer), not {c.mode}")
+        if c.aug_views < 1:
+            raise ValueError("--aug-views must be at least 1")
+        if c.eval_interval < 1 or c.epochs < 1:
+            raise ValueError("--epochs and --eval-interval must be at least 1")
+        if c.checkpoint_steps < 0:
+            raise ValueError("--checkpoint-steps must be 0 (epoch ends only) or a positive number of steps")
+        return c
+
+
+# Options a resumed run may be given again with a new value; everything else comes from the run itself.
+RESUMABLE = ("epochs", "device", "workers", "quiet", "resume", "dist_timeout")
+# Options that cannot change a result (where files go, how progress is shown, how often it is saved).
+NOT_RESULTS = RESUMABLE + ("project", "name", "exist_ok", "output", "cache_dir", "imbalance_warn", "checkpoint_steps")
+
+
+def options_hash(cfg: TrainConfig) -> str:
+    """A short hash of the resolved options that change results."""
+    d = {k: v for k, v in asdict(cfg).items() if k not in NOT_RESULTS}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def config_fields() -> set[str]:
+    return {f.name for f in fields(TrainConfig)}

@@ -1,0 +1,65 @@
+"""Last-layer mode's setup step: a frozen backbone is a fixed function, so its features are computed once
+(K augmented views per training image, one clean view per val image) and the epochs train the head on
+them. Under N processes each computes the features of its share of the images; all are gathered, so
+every process holds the same feature datasets."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .distributed import DistContext
+from .loop import autocast, to_device
+from .pipeline import balance_weights
+from .sampling import BatchPlan, FeatureBatches, SeededDataset, collate_indexed
+
+
+@torch.no_grad()
+def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, device: torch.device, amp: str,
+            batch_size: int, seed: int, workers: int = 0, desc: str = "features", quiet: bool = False):
+    """(features float32 [N, F], readable mask [N]) for every sample of `dataset`, on every process.
+    `stream` picks the augmentation draws (view k of the training set uses its own)."""
+    backbone.eval()
+    n = len(dataset)
+    plan = BatchPlan(n, batch_size, ctx, seed=seed, shuffle=False, pad=False)
+    plan.set_epoch(stream)
+    loader = DataLoader(SeededDataset(dataset, seed), batch_sampler=plan, num_workers=workers,
+                        collate_fn=collate_indexed)
+    mine = list(ctx.shard(n))
+    pos = {i: k for k, i in enumerate(mine)}
+    feats, ok = None, torch.zeros(len(mine), dtype=torch.bool)
+    for batch in tqdm(loader, desc=desc, disable=True if quiet else None, leave=False, dynamic_ncols=True,
+                      unit="batch"):
+        if batch is None:
+            continue
+        x, _, idx = batch
+        with autocast(device, amp):
+            f = backbone(to_device(x, device)).float().cpu()
+        if feats is None:
+            feats = torch.zeros((len(mine), f.shape[1]))
+        rows = torch.tensor([pos[int(i)] for i in idx])
+        feats[rows], ok[rows] = f, True
+    if feats is None or ctx.active:  # a process whose images were all unreadable learns the width from the others
+        dim = next((d for d in ctx.all_gather(None if feats is None else feats.shape[1]) if d), 0)
+        feats = torch.zeros((len(mine), dim)) if feats is None else feats
+    return ctx.gather_rows(feats, n), ctx.gather_rows(ok, n)
+
+
+def feature_batches(backbone, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int):
+    """(train FeatureBatches, val FeatureBatches): the setup step of a frozen backbone."""
+    (train_ds, train_labels), (val_ds, val_labels) = train, val
+    views, ok = [], None
+    for k in range(cfg.aug_views):
+        f, ok_k = extract(backbone, train_ds, -(k + 1), ctx, device, amp, cfg.batch_size, cfg.seed,
+                          desc=f"features: train view {k + 1}/{cfg.aug_views}", quiet=cfg.quiet or not ctx.is_main)
+        views.append(f)
+        ok = ok_k if ok is None else ok & ok_k
+    labels = torch.tensor(train_labels, dtype=torch.long)[ok]
+    views_t = torch.stack(views)[:, ok]
+    vf, vok = extract(backbone, val_ds, 0, ctx, device, amp, cfg.batch_size, cfg.seed, desc="features: val",
+                      quiet=cfg.quiet or not ctx.is_main)
+    vl = torch.tensor(val_labels, dtype=torch.long)[vok]
+    weights = balance_weights(labels.tolist(), num_classes) if cfg.balance == "sampler" else None
+    train_plan = BatchPlan(len(labels), cfg.batch_size, ctx, seed=cfg.seed, shuffle=True, pad=True, weights=weights)
+    val_plan = BatchPlan(len(vl), cfg.batch_size, ctx, seed=cfg.seed, shuffle=False, pad=False)
+    return FeatureBatches(views_t, labels, train_plan), FeatureBatches(vf[vok][None], vl, val_plan, pick_views=False)

@@ -1,0 +1,164 @@
+"""The training loop: one epoch of optimiser steps, one pass of evaluation. No files, no console lines
+beyond a progress bar; the same code under 1 or N processes (sums are all-reduced at the end)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..modes import set_train
+from .distributed import DistContext
+from .sampling import seed_step
+from .state import TrainState, new_progress
+
+
+class Interrupted(Exception):
+    """A stop was requested (SIGINT/SIGTERM) and every process stopped after the same optimiser step."""
+
+
+def autocast(device: torch.device, amp: str):
+    """bf16 autocast on CPUs (and CUDA) when asked; a no-op context otherwise."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """'auto' picks bf16 where the hardware runs it natively, fp16 on older CUDA GPUs, else off."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        isa = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        return "off"
+    return "bf16" if "AVX512" in isa.upper() or "AMX" in isa.upper() else "off"
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Image batches go channels_last (faster convolutions on CPU and GPU); feature batches as they are."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the heap instead of giving it back to the OS at once.
+
+    glibc hands large blocks back to the kernel when they are freed, so every CPU training step
+    faults in fresh zeroed pages for its activations (about 30,000 page faults per EfficientNet-Lite0
+    step at 160 px here). Raising the mmap and trim thresholds cuts that to under a thousand and made
+    the step 3-6% faster (bench/malloc_ab.py, docs/speed.md). It changes no result; the process keeps its peak
+    memory instead of returning it between steps. Linux/glibc only; elsewhere a no-op (False)."""
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return False
+
+
+def _bar(batches, desc: str, quiet: bool, initial: int = 0):
+    return tqdm(batches, desc=desc, leave=False, disable=True if quiet else None, dynamic_ncols=True, unit="batch",
+                total=len(batches) if hasattr(batches, "__len__") else None, initial=initial)
+
+
+def train_one_epoch(state: TrainState, batches, criterion, device: torch.device, amp: str = "off", *,
+                    forward=None, ctx: DistContext | None = None, seed: int = 0, desc: str = "train",
+                    quiet: bool = False, after_step=None, stop_requested=None) -> dict:
+    """Optimiser steps from `state.progress['step']` to the end of epoch `state.epoch + 1`.
+
+    `forward` defaults to the model; last-layer training on cached features passes the head (DDP-wrapped
+    under several processes). `batches` must already be positioned at the epoch and step (set_epoch).
+    After each step `after_step(state)` may save a checkpoint; when `stop_requested()` is true on any
+    process, all stop after the same step and `Interrupted` is raised with the progress intact."""
+    ctx = ctx or DistContext()
+    forward = state.model if forward is None else forward
+    epoch, p = state.epoch + 1, state.progress
+    set_train(state.model, state.mode)
+    bar = _bar(batches, desc, quiet, initial=p["step"])
+    t_prev = time.perf_counter()
+    for batch in bar:
+        if batch is not None:  # None: every image of this batch was unreadable (reported when decoded)
+            x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
+            seed_step(seed, epoch, p["step"], ctx.rank)
+            with autocast(device, amp):
+                logits = forward(x)
+                loss = criterion(logits.float(), y)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; "
+                                         f"lower --lr (now {state.optimizer.param_groups[0]['lr']:g})")
+            state.optimizer.zero_grad(set_to_none=True)
+            if state.scaler is not None:
+                state.scaler.scale(loss).backward()
+                state.scaler.step(state.optimizer)
+                state.scaler.update()
+            else:
+                loss.backward()
+                state.optimizer.step()
+            b = y.size(0)
+            p["loss_sum"] += loss.item() * b
+            p["correct"] += int((logits.argmax(1) == y).sum().item())
+            p["n"] += b
+            bar.set_postfix(loss=f"{p['loss_sum'] / p['n']:.4f}", acc=f"{p['correct'] / p['n']:.3f}")
+        p["step"] += 1
+        now = time.perf_counter()
+        p["seconds"] += now - t_prev  # loading the batch included
+        t_prev = now
+        if after_step is not None:
+            after_step(state)
+        if stop_requested is not None and ctx.any(stop_requested()):
+            bar.close()
+            raise Interrupted
+    bar.close()
+    loss_sum, correct, n = ctx.all_reduce_sum([p["loss_sum"], p["correct"], p["n"]])
+    sync_buffers(state.model, ctx)
+    state.train_seconds += p["seconds"]
+    state.images_seen += int(n)
+    row = {"train_loss": loss_sum / max(n, 1), "train_acc": correct / max(n, 1), "train_seconds": p["seconds"],
+           "train_images": int(n)}
+    state.epoch, state.progress = epoch, new_progress()
+    if state.scheduler is not None:
+        state.scheduler.step()
+    return row
+
+
+def sync_buffers(model: nn.Module, ctx: DistContext) -> None:
+    """BatchNorm running statistics: every process takes the main process's, so all hold one model
+    (DDP broadcasts them before each forward, but the last step leaves each rank's own update)."""
+    if not ctx.active:
+        return
+    import torch.distributed as dist
+    for b in model.buffers():
+        if b.is_floating_point() or b.dtype == torch.long:
+            dist.broadcast(b.data, src=0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, criterion, device: torch.device, amp: str = "off", *, forward=None,
+             ctx: DistContext | None = None, desc: str = "val", quiet: bool = False) -> dict:
+    """Loss and accuracy over every val image once; each process evaluates its shard, the sums are added."""
+    ctx = ctx or DistContext()
+    model.eval()
+    forward = model if forward is None else forward
+    loss_sum, correct, n = 0.0, 0, 0
+    for batch in _bar(batches, desc, quiet):
+        if batch is None:
+            continue
+        x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = forward(x)
+        loss_sum += criterion(logits.float(), y).item() * y.size(0)
+        correct += int((logits.argmax(1) == y).sum().item())
+        n += y.size(0)
+    loss_sum, correct, n = ctx.all_reduce_sum([loss_sum, correct, n])
+    return {"val_loss": loss_sum / max(n, 1), "val_acc": correct / max(n, 1), "val_images": int(n)}

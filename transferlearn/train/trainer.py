@@ -1,0 +1,341 @@
+"""The Trainer: setup -> fit -> finish. Reads top to bottom: what a run is made of, the epoch loop, the
+resume points, and the summary. Files are written by callbacks (callbacks.py), on the main process only.
+"""
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import checkpoint as ckpt_io
+from ..data import balance_report, balance_setup, find_splits, preprocess_config, resolve_workers
+from ..models import create_model, get_spec
+from ..modes import backbone_frozen
+from ..runs import RunLock, claim_run_dir
+from . import distributed
+from .callbacks import Callback, default_callbacks
+from .config import TrainConfig, options_hash
+from .features import feature_batches
+from .loop import Interrupted, evaluate, resolve_amp, train_one_epoch, tune_malloc
+from .pipeline import image_batches, image_datasets
+from .resume import check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config
+from .state import create_state, rng_state, set_rng_state
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT/SIGTERM after saving last.pt; `command` continues it."""
+
+    def __init__(self, command: str, signum: int):
+        super().__init__(command)
+        self.command, self.signum = command, signum
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_type(device: str) -> str:
+    return "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def pick_device(device: str, ctx: distributed.DistContext | None = None) -> torch.device:
+    """auto: this process's GPU (LOCAL_RANK under torchrun) if there is one, else the CPU."""
+    local = ctx.local_rank if ctx else 0
+    if device == "auto":
+        return torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
+    if device == "cuda":
+        return torch.device("cuda", local)
+    return torch.device(device)
+
+
+def should_eval(epoch: int, cfg: TrainConfig) -> bool:
+    """MindSpore EvalCallBack semantics: from eval_start_epoch on, every eval_interval epochs, and at the end."""
+    if epoch == cfg.epochs:
+        return True
+    return epoch >= cfg.eval_start_epoch and (epoch - cfg.eval_start_epoch) % cfg.eval_interval == 0
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, callbacks: list[Callback] | None = None, given: dict | None = None,
+                 log=print):
+        """`given`: with cfg.resume, the options stated for this invocation (only some may differ from the run's)."""
+        self.raw_cfg, self.given = cfg, dict(given or {})
+        self.callbacks = default_callbacks() if callbacks is None else callbacks
+        self._log, self.resumed, self._stop, self._ckpt = log, False, None, None
+
+    def log(self, msg: str) -> None:
+        if self.ctx.is_main:
+            self._log(msg)
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> "Trainer":
+        cfg = self.raw_cfg
+        if cfg.resume and cfg.resume != "auto":
+            self._ckpt, path = load_resume_checkpoint(cfg.resume, warn=self._log)
+            cfg = resumed_config(self._ckpt, {**self.given, "resume": cfg.resume})
+        cfg = cfg.resolved()
+        auto_dir = Path(cfg.project) / (cfg.name or cfg.mode)
+        if cfg.resume == "auto" and has_checkpoint(auto_dir):
+            self._ckpt, _ = load_resume_checkpoint(auto_dir, warn=self._log)
+            check_same_options(self._ckpt, cfg)
+        self.cfg, self.resumed = cfg, self._ckpt is not None
+
+        self.ctx = ctx = distributed.from_env(device_type(cfg.device), cfg.dist_timeout)
+        if self.resumed and self._ckpt.get("world_size", 1) != ctx.world_size:
+            raise ValueError(f"this run was trained by {self._ckpt.get('world_size', 1)} process(es) and is resumed by "
+                             f"{ctx.world_size}: the batches and their order would differ. Resume it with "
+                             f"--nproc_per_node={self._ckpt.get('world_size', 1)} (torchrun) or start a new run.")
+        self.device = pick_device(cfg.device, ctx)
+        threads = distributed.threads_per_process(ctx)
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        self.amp = resolve_amp(cfg.amp, self.device)
+        if self.device.type == "cpu":
+            tune_malloc()  # fewer page faults per step; no effect on results
+        seed_everything(cfg.seed)  # same initial weights on every process
+
+        # files -> datasets
+        splits = find_splits(cfg.data, cfg.val_split, cfg.seed)
+        for note in splits.notes:
+            self.log(note)
+        self.classes, self.splits = splits.classes, splits
+        spec = get_spec(cfg.arch)
+        self.pre = preprocess_config(cfg.img_size, spec.mean, spec.std, cfg.train_size)
+        self.counts = splits.counts("train")
+        _, loss_weight = balance_setup(splits.train, self.counts, cfg.balance, cfg.seed)  # weighted-loss
+        self.log(f"data {cfg.data}: {len(splits.classes)} classes, {len(splits.train)} train / "
+                 f"{len(splits.val)} val images")
+        for line in balance_report(splits.classes, self.counts, cfg.balance, cfg.imbalance_warn):
+            self.log(line)
+        if cfg.balance != "none" or cfg.augment != "standard":
+            self.log(f"balance {cfg.balance} | augment {cfg.augment}")
+
+        # model and training state
+        model = create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=self.log)
+        if cfg.sync_bn and ctx.active and not backbone_frozen(cfg.mode):
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
+        self.state = create_state(self.model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
+                                  cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma, self.amp, self.device.type)
+        if self.resumed:
+            self._restore(self._ckpt)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        # --balance weighted-loss weights the training loss only; val loss stays comparable across runs
+        self.train_criterion = (self.criterion if loss_weight is None else nn.CrossEntropyLoss(
+            weight=loss_weight.to(self.device), label_smoothing=cfg.label_smoothing))
+
+        # datasets -> batches (a frozen backbone's features are computed here, once)
+        t0 = time.perf_counter()
+        train, val = image_datasets(splits, self.pre, cfg, ctx, log=self.log)
+        if cfg.feature_cache:
+            self.train_batches, self.val_batches = feature_batches(self.model.backbone, train, val, cfg, ctx,
+                                                                   self.device, self.amp, len(splits.classes))
+            trained = self.model.head
+        else:
+            self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes))
+            trained = self.model
+        self.eval_forward = trained
+        self.forward = self._wrap_ddp(trained)
+        self.prep_seconds = time.perf_counter() - t0
+        self.state.train_seconds += self.prep_seconds  # decoding and feature extraction are part of the cost
+
+        # the run folder: chosen once, by the main process, and told to the others
+        self.run_dir = Path(ctx.broadcast(str(self._claim_run_dir()) if ctx.is_main else None))
+        self._lock = RunLock(self.run_dir).acquire() if ctx.is_main else None
+        if ctx.is_main:
+            for cb in self.callbacks:
+                cb.on_fit_start(self)
+        return self
+
+    def _restore(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.state.load_state_dict(ck["train_state"])
+        if self.cfg.epochs != ck["args"]["epochs"] and self.state.scheduler is not None:
+            sched = self.state.scheduler  # --epochs raised: the schedule stretches to the new length
+            if hasattr(sched, "T_max"):
+                sched.T_max = self.cfg.epochs
+        rngs = ck.get("rng") or []
+        if self.ctx.rank < len(rngs):
+            set_rng_state(rngs[self.ctx.rank])
+
+    def _wrap_ddp(self, module: nn.Module):
+        if not self.ctx.active or not any(p.requires_grad for p in module.parameters()):
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(module, device_ids=ids)
+
+    def _claim_run_dir(self) -> Path:
+        cfg = self.cfg
+        if self.resumed:
+            folder = Path(cfg.resume) if cfg.resume != "auto" else Path(cfg.project) / (cfg.name or cfg.mode)
+            return folder.parent if folder.suffix == ".pt" else folder
+        if cfg.resume == "auto":
+            return claim_run_dir(cfg.project, cfg.name or cfg.mode, exist_ok=True)
+        return claim_run_dir(cfg.project, cfg.name or cfg.mode, cfg.exist_ok)
+
+    def describe(self) -> str:
+        cfg, ctx = self.cfg, self.ctx
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        n_all = sum(p.numel() for p in self.model.parameters())
+        sizes = f"{cfg.img_size} px" if cfg.train_size == cfg.img_size else \
+            f"train {cfg.train_size} px / eval {cfg.img_size} px"
+        pipeline = ("frozen features cached" if cfg.feature_cache else "decoded once" if cfg.cache
+                    else f"decoded every epoch, {resolve_workers(cfg.workers)} workers")
+        procs = ""
+        if ctx.world_size > 1:
+            procs = (f" | {ctx.world_size} processes ({ctx.backend}), batch {cfg.batch_size} per process = "
+                     f"{cfg.batch_size * ctx.world_size} global, lr as given (not scaled)")
+        start = ""
+        if self.resumed:
+            p = self.state.progress
+            start = f" | resumed after epoch {self.state.epoch}" + (f", step {p['step']}" if p["step"] else "")
+        return (f"{cfg.mode} | {cfg.arch} weights={cfg.weights} | {n_train:,} of {n_all:,} parameters trainable | "
+                f"{cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g} {cfg.scheduler} | {sizes} | device {self.device}"
+                f"{' ' + self.amp if self.amp != 'off' else ''} | data: {pipeline}{procs}{start} | "
+                f"run folder {self.run_dir}")
+
+    def meta(self) -> dict:
+        """What every checkpoint carries besides weights: enough to rebuild, preprocess and explain the model."""
+        cfg = self.cfg
+        return {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(self.classes), "classes": self.classes,
+                "variant": getattr(self.model, "variant", None),  # MindSpore padding/eps (mindspore/resnet.py)
+                "preprocess": self.pre, "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
+                "train_counts": self.counts, "augment": cfg.augment, "versions": ckpt_io.versions()}
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self) -> "Trainer":
+        cfg, state, ctx = self.cfg, self.state, self.ctx
+        restore = self._install_signal_handlers()
+        try:
+            while state.epoch < cfg.epochs:
+                epoch = state.epoch + 1
+                lr = state.optimizer.param_groups[0]["lr"]
+                self.train_batches.set_epoch(epoch, state.progress["step"])
+                t0, spent = time.perf_counter(), state.progress["seconds"]
+                row = {"epoch": epoch, "lr": lr, **train_one_epoch(
+                    state, self.train_batches, self.train_criterion, self.device, self.amp, forward=self.forward,
+                    ctx=ctx, seed=cfg.seed, desc=f"epoch {epoch}/{cfg.epochs} train", quiet=cfg.quiet or not ctx.is_main,
+                    after_step=self._after_step, stop_requested=lambda: self._stop is not None)}
+                if should_eval(epoch, cfg):
+                    self.val_batches.set_epoch(epoch)
+                    row.update(evaluate(self.model, self.val_batches, self.criterion, self.device, self.amp,
+                                        forward=self.eval_forward, ctx=ctx, desc=f"epoch {epoch}/{cfg.epochs} val",
+                                        quiet=cfg.quiet or not ctx.is_main))
+                row["seconds"] = round(time.perf_counter() - t0 + spent, 3)
+                improved = row.get("val_acc") is not None and row["val_acc"] > state.best_acc
+                if improved:
+                    state.best_acc, state.best_epoch = row["val_acc"], epoch
+                state.history.append(row)
+                if ctx.is_main:
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self, {**row, "improved": improved})
+                self.checkpoint()
+        except Interrupted:
+            self.checkpoint()
+            cmd = resume_command(self.run_dir, ctx.world_size)
+            self.log(f"\nstopped by {signal.Signals(self._stop).name}; saved {self.run_dir / 'last.pt'} "
+                     f"(epoch {state.epoch}, step {state.progress['step']}). Continue with:\n  {cmd}")
+            self.close(wait_for_peers=False)
+            raise TrainingInterrupted(cmd, self._stop) from None
+        except BaseException:
+            self.close(wait_for_peers=False)
+            raise
+        finally:
+            restore()
+        return self
+
+    def _after_step(self, state) -> None:
+        n = self.cfg.checkpoint_steps
+        if n and state.progress["step"] % n == 0 and state.progress["step"] < len(self.train_batches):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """A resume point: every process's RNG state is gathered, the main process hands the whole to the
+        callbacks (last.pt). Called by every process at the same step."""
+        rngs = self.ctx.all_gather(rng_state())
+        if not self.ctx.is_main:
+            return
+        last = self.state.history[-1] if self.state.history else {}
+        ck = {**self.meta(), "model": self.model.state_dict(), "epoch": self.state.epoch,
+              "metrics": {k: v for k, v in last.items() if v is not None}, "train_state": self.state.state_dict(),
+              "rng": rngs, "world_size": self.ctx.world_size, "options_hash": options_hash(self.cfg)}
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, ck)
+
+    def _install_signal_handlers(self):
+        """SIGINT/SIGTERM: finish the current step, save, stop. A second SIGINT stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum, frame):
+            if self._stop is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop = signum
+
+        for s in old:
+            signal.signal(s, handler)
+        return lambda: [signal.signal(s, h) for s, h in old.items()]
+
+    # ------------------------------------------------------------------ finish
+
+    def finish(self) -> dict:
+        cfg, state = self.cfg, self.state
+        h = state.history
+        summary = {"mode": cfg.mode, "arch": cfg.arch, "weights": cfg.weights, "best_val_acc": state.best_acc,
+                   "best_epoch": state.best_epoch, "epochs": cfg.epochs, "final_train_acc": h[-1]["train_acc"],
+                   "final_val_acc": next((r["val_acc"] for r in reversed(h) if "val_acc" in r), None),
+                   "train_seconds": round(state.train_seconds, 2),
+                   "wall_seconds": round(sum(r["seconds"] for r in h) + self.prep_seconds, 2),
+                   "images_per_second": round(cfg.epochs * len(self.splits.train) / max(state.train_seconds, 1e-9), 1),
+                   "feature_cache": cfg.feature_cache, "decode_cache": cfg.cache,
+                   "prep_seconds": round(self.prep_seconds, 2),
+                   "epoch_images_per_second": round(sum(r["train_images"] for r in h) /
+                                                    max(sum(r["train_seconds"] for r in h), 1e-9), 1),
+                   "train_images": len(self.splits.train), "val_images": len(self.splits.val),
+                   "classes": len(self.classes),
+                   "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+                   "total_params": sum(p.numel() for p in self.model.parameters()),
+                   "img_size": cfg.img_size, "train_size": cfg.train_size, "device": str(self.device), "amp": self.amp,
+                   "world_size": self.ctx.world_size, "global_batch_size": cfg.batch_size * self.ctx.world_size,
+                   "resumed": self.resumed, "run_dir": str(self.run_dir)}
+        if self.ctx.is_main:
+            for cb in self.callbacks:
+                cb.on_fit_end(self, summary)
+        self.close()
+        return summary
+
+    def close(self, wait_for_peers: bool = True) -> None:
+        for cb in self.callbacks:
+            if hasattr(cb, "close"):
+                cb.close()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
+        if wait_for_peers:
+            self.ctx.barrier()
+
+
+def train(cfg: TrainConfig | None = None, *, callbacks: list[Callback] | None = None, **overrides) -> dict:
+    """Train one model; returns the run's summary (also written to summary.json).
+
+    train(data=..., mode=..., ...) starts a run; train(resume="runs/NAME", epochs=30) continues one with its
+    own options (only epochs, device, workers, quiet may be given again)."""
+    cfg = TrainConfig(**{**asdict(cfg or TrainConfig()), **overrides})
+    given = overrides if cfg.resume and cfg.resume != "auto" else {}
+    trainer = Trainer(cfg, callbacks=callbacks, given=given).setup()
+    return trainer.fit().finish()
