@@ -200,6 +200,9 @@ def test_create_model_from_ckpt_and_wrong_arch(resnet18_ckpt):
     assert m.backbone.layer1[0].bn2.eps == 1e-4 and m.backbone.bn1.eps == 1e-5
     with pytest.raises(WeightsError, match="holds resnet18 .modelzoo names., not resnet50: pass --arch resnet18"):
         create_model("resnet50", 3, weights=str(resnet18_ckpt))
+    same = create_model("resnet18", 1000, weights=str(resnet18_ckpt), log=notes.append)  # head kept
+    assert torch.equal(same.head[1].weight, raw["end_point.weight"]) and torch.equal(same.head[1].bias,
+                                                                                      raw["end_point.bias"])
 
 
 def test_variant_rebuilds_same_padding():

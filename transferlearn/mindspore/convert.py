@@ -88,7 +88,7 @@ def create_from_mindspore(arch: str, num_classes: int, path: str | os.PathLike,
             f"(as the lesson's filter_checkpoint_parameter_by_list does)")
         for k in fc:
             del sd[k]
-    check_fit(path, sd, model.backbone, ignore=("fc.",))
+    check_fit(path, {k: v for k, v in sd.items() if not k.startswith("fc.")}, model.backbone)
     state = {"backbone." + k: v for k, v in sd.items() if not k.startswith("fc.")}
     state.update({"head.1." + k[3:]: v for k, v in sd.items() if k.startswith("fc.")})
     missing, unexpected = model.load_state_dict(state, strict=False)
