@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from transferlearn.cli import main
-from transferlearn.mindspore import (MindSporeCheckpointError, apply_variant, build_resnet, convert, load_resnet,
+from transferlearn.mindspore import (MindSporeCheckpointError, apply_variant, build_resnet, load_resnet,
                                      read_ckpt, write_ckpt)
 from transferlearn.mindspore.convert import check_fit, load_into, to_mindspore
 from transferlearn.mindspore.resnet import SameConv2d, SameMaxPool2d, same_pads

@@ -160,8 +160,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, style: str | None = 
             f"{' (' + _preview(w.dropped, 4) + ')' if w.dropped else ''}")
         log(f"note: MindSpore computes this network as variant {w.variant!r} ({_VARIANT_NOTE[w.variant]}); "
             f"torchvision's {resnet.describe(w.config)} loads the file but pads/normalises differently. "
-            f"To keep MindSpore's function train from the .ckpt itself (--weights {src.name}), or build "
-            f"transferlearn.mindspore.build_resnet(config, '{w.variant}')")
+            f"To keep MindSpore's function, train from the .ckpt itself (--weights {src.name}), or in Python: "
+            f"w = load_resnet('{src.name}'); net = build_resnet(w.config, w.variant) (transferlearn.mindspore)")
         return dst
     if dst.suffix.lower() != ".ckpt":
         raise MindSporeCheckpointError(f"convert: one side must be a MindSpore .ckpt (got {src.name} -> {dst.name})")
