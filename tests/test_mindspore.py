@@ -129,6 +129,15 @@ def test_missing_and_extra_keys_are_listed():
         check_fit("f.ckpt", sd, build_resnet(w.config, w.variant))
 
 
+def test_extra_entry_in_file_is_an_error(tmp_path):
+    params = dict(read_ckpt(D / "zoo_basic.ckpt"))
+    params["layer1.0.se.gamma"] = torch.ones(8)
+    del params["end_point.weight"], params["end_point.bias"]  # a filtered-out head is fine
+    write_ckpt(params, tmp_path / "x.ckpt")
+    with pytest.raises(MindSporeCheckpointError, match=r"x.ckpt does not fit .*unexpected layer1.0.se.weight"):
+        load_resnet(tmp_path / "x.ckpt")
+
+
 def test_unknown_network_names_what_is_in_the_file(tmp_path):
     write_ckpt({"encoder.weight": torch.zeros(2, 2), "learning_rate": torch.tensor(0.1)}, tmp_path / "o.ckpt")
     with pytest.raises(MindSporeCheckpointError, match="model-zoo and mindcv ResNets; names in the file: encoder"):

@@ -41,6 +41,8 @@ def load_resnet(path: str | os.PathLike) -> MindSporeWeights:
     except ValueError as e:
         raise MindSporeCheckpointError(f"{path}: {e}. transferlearn maps MindSpore model-zoo and mindcv ResNets; "
                                        f"names in the file: {_preview(params)}") from e
+    with torch.device("meta"):  # shapes only: no memory, no init time
+        check_fit(path, sd, resnet.build(cfg, None), ignore=("fc.",))  # a head filtered out is fine
     variant = "mindcv" if style == "mindcv" else ("mindspore-same" if cfg["bottleneck"] else "mindspore-base")
     if isinstance(meta, str):
         try:
