@@ -107,12 +107,15 @@ def test_same_features_and_logits_as_mindspore(name):
             fc, net.fc = net.fc, torch.nn.Identity()
             features = net(x).numpy()
             net.fc = fc
-        assert rel_diff(features, want[f"features_{k}"]) <= 1e-4, k
-        assert rel_diff(logits, want[f"logits_{k}"]) <= 1e-4, k
+        df, dl = rel_diff(features, want[f"features_{k}"]), rel_diff(logits, want[f"logits_{k}"])
+        print(f"{name} {k}: max |diff| / max |value|: features {df:.2e}, logits {dl:.2e}")  # shown with -s
+        assert df <= 1e-4 and dl <= 1e-4, k
     if name in ("zoo_bottleneck", "mindcv_bottleneck"):  # torchvision's padding is not MindSpore's function
         plain = load_into(build_resnet(w.config, None), w.state_dict).eval()
         with torch.no_grad():
-            assert rel_diff(plain(torch.from_numpy(inputs["x_even"])).numpy(), want["logits_even"]) > 1e-2
+            d = rel_diff(plain(torch.from_numpy(inputs["x_even"])).numpy(), want["logits_even"])
+        print(f"{name}: torchvision's padding/eps instead: logits {d:.2e}")
+        assert d > 1e-2
 
 
 def test_same_padding_rule():
