@@ -268,3 +268,11 @@ def test_data_get_canidae_from_local_server(tmp_path, monkeypatch):
     assert sorted(p.name for p in (out / "train").iterdir()) == ["dogs", "wolves"]
     assert len(list((out / "val").rglob("*.JPEG"))) == 4
     assert json.loads((out / ds.SOURCE_FILE).read_text())
+
+
+def test_export_of_a_torchvision_run_warns_that_mindspore_differs(dataset, tmp_path, capsys):
+    assert main(["train", "--data", str(dataset), "--arch", "resnet18", "--mode", "scratch", "--epochs", "1",
+                 "--img-size", "32", "--quiet", "--project", str(tmp_path / "runs"), "--name", "tv"]) == 0
+    assert main(["export", str(tmp_path / "runs" / "tv"), "--format", "mindspore", "-o", str(tmp_path / "tv.ckpt")]) == 0
+    out = capsys.readouterr().out
+    assert "all bit-identical" in out and "MindSpore computes these modelzoo names as 'mindspore-base'" in out
