@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .files import to_rgb
+from .files import open_image, to_rgb
 
 CACHE_VERSION = 2  # 2: whole frame, variable shape (1: centre squares)
 
@@ -47,7 +47,7 @@ def resized_shape(w: int, h: int, size: int, max_aspect: float | None = MAX_ASPE
 
 def decode_resized(path: str, size: int) -> np.ndarray:
     """Decode, shorter side to `size` (bilinear, antialiased), whole frame kept, HWC uint8."""
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that still covers `size`
         im.seek(0)
         im.load()

@@ -79,7 +79,7 @@ def read(path: str | os.PathLike, what: str = "checkpoint"):
         raise FileNotFoundError(f"{what} {path} not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path} holds pickled Python objects (code), not just tensors, so it is refused: loading it could run "
             f"arbitrary code. If you trust it, re-save only its weights: "

@@ -209,10 +209,11 @@ def _read_weights_file(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"--weights {path}: no such file")
+    from .checkpoint import CheckpointError, read
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"--weights {path}: not a PyTorch state_dict or transferlearn checkpoint ({e})") from e
+        obj = read(p, "--weights file")
+    except CheckpointError as e:  # pickled code, truncated, not a PyTorch file: one line that says which
+        raise WeightsError(f"--weights: {e}") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # a transferlearn checkpoint
     elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
