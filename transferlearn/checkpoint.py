@@ -108,6 +108,6 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     from .models import create_model
 
     ckpt = load(path)
-    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none")
+    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none", variant=ckpt.get("variant"))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

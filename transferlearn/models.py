@@ -254,16 +254,26 @@ def _load_weights_file(model: TransferNet, spec: ArchSpec, path: str) -> list[st
 
 
 def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: str = "default",
-                 log: Callable[[str], None] = print) -> TransferNet:
-    """Build `arch` with a fresh `num_classes` head. weights: 'imagenet', 'none' or a file path."""
+                 log: Callable[[str], None] = print, variant: str | None = None) -> TransferNet:
+    """Build `arch` with a fresh `num_classes` head. weights: 'imagenet', 'none' or a file path.
+
+    A MindSpore .ckpt is read by transferlearn.mindspore, which also picks `variant` (MindSpore's
+    padding/eps, stored in our checkpoint as "variant" so load_model rebuilds the same network)."""
+    if weights not in ("imagenet", "none") and str(weights).lower().endswith(".ckpt"):
+        from .mindspore import create_from_mindspore
+        return create_from_mindspore(arch, num_classes, weights, log=log)
     spec = get_spec(arch)
     net = spec.build()
+    if variant:
+        from .mindspore import apply_variant
+        apply_variant(net, variant)
     if weights == "imagenet":
         spec.load_imagenet(net)
     elif weights == "none":
         init_weights(net, init)
     num_features = _strip_head(net, spec.head_attr)
     model = TransferNet(net, num_features, num_classes, dropout=spec.dropout)
+    model.variant = variant
     if weights not in ("imagenet", "none"):
         for note in _load_weights_file(model, spec, weights):
             log(note)

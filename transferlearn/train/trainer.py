@@ -214,6 +214,7 @@ class Trainer:
         """What every checkpoint carries besides weights: enough to rebuild, preprocess and explain the model."""
         cfg = self.cfg
         return {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(self.classes), "classes": self.classes,
+                "variant": getattr(self.model, "variant", None),  # MindSpore padding/eps (mindspore/resnet.py)
                 "preprocess": self.pre, "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
                 "train_counts": self.counts, "augment": cfg.augment, "versions": ckpt_io.versions()}
 
