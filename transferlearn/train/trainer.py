@@ -144,7 +144,8 @@ class Trainer:
                                                                    self.device, self.amp, len(splits.classes))
             trained = self.model.head
         else:
-            self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes))
+            self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes),
+                                                                 self.device)
             trained = self.model
         self.eval_forward = trained
         self.forward = self._wrap_ddp(trained)
