@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from transferlearn import checkpoint as ckpt_io
-from transferlearn.train import TrainConfig, train
+from transferlearn.train import train
 from transferlearn.train.resume import ResumeError
 
 from conftest import make_dataset
@@ -97,20 +98,22 @@ def kill_after_first_checkpoint(cmd, run: Path, delay: float, sig=signal.SIGKILL
     return subprocess.CompletedProcess(cmd, p.returncode, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps,seed", [("1", 0), ("1", 1), ("0", 2)], ids=["mid-epoch-a", "mid-epoch-b", "epoch-end"])
 def test_sigkill_at_a_random_moment_then_resume_is_exact(data, reference, tmp_path, steps, seed):
     run = tmp_path / "x"
     cmd = cli("--data", str(data), "--project", str(tmp_path), "--name", "x", "--checkpoint-steps", steps, *OPTS)
-    for delay in (random.Random(seed).uniform(0, 0.8), 0.0):  # if it finished before the kill, kill sooner
+    def position():
+        ck = torch.load(run / "last.pt", weights_only=True)
+        return ck["epoch"], ck["train_state"]["progress"]["step"]
+
+    for delay in (random.Random(seed).uniform(0, 0.8), 0.0):  # if training had ended before the kill, kill sooner
         r = kill_after_first_checkpoint(cmd, run, delay)
-        if r.returncode == -signal.SIGKILL:
+        if r.returncode == -signal.SIGKILL and position() != (3, 0):
             break
-        for f in run.iterdir():
-            f.unlink()
-        run.rmdir()
+        shutil.rmtree(run)
     assert r.returncode == -signal.SIGKILL, r.stdout
-    killed_at = torch.load(run / "last.pt", weights_only=True)
-    at = (killed_at["epoch"], killed_at["train_state"]["progress"]["step"])
+    at = position()
     assert at != (3, 0), "killed after the end"
     r = subprocess.run(cli("--resume", str(run)), env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -120,6 +123,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_exact(data, reference, tmp_pa
     assert '"resumed": true' in summary
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_prints_resume_command_and_exits_130(data, reference, tmp_path):
     run = tmp_path / "c"
     r = kill_after_first_checkpoint(cli("--data", str(data), "--project", str(tmp_path), "--name", "c", *OPTS),
@@ -133,6 +137,7 @@ def test_ctrl_c_saves_prints_resume_command_and_exits_130(data, reference, tmp_p
     assert_same_final_state(reference, run)
 
 
+@pytest.mark.slow
 def test_corrupt_last_pt_falls_back_to_previous(data, reference, tmp_path):
     run = tmp_path / "k"
     r = kill_after_first_checkpoint(cli("--data", str(data), "--project", str(tmp_path), "--name", "k",
@@ -224,7 +229,7 @@ def test_run_folders_claimed_atomically_and_locked(tmp_path):
 
 
 def test_state_round_trip():
-    from transferlearn.train.state import TrainState, create_state, rng_state, set_rng_state
+    from transferlearn.train.state import create_state, rng_state, set_rng_state
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -249,3 +254,23 @@ def test_state_round_trip():
     s2.load_state_dict(sd)
     assert s2.state_dict()["optimizer"]["state"][0]["exp_avg"].equal(sd["optimizer"]["state"][0]["exp_avg"])
     assert (s2.epoch, s2.progress, s2.history, s2.scheduler.last_epoch) == (2, sd["progress"], [{"e": 1}], 2)
+
+
+@pytest.mark.slow
+def test_killed_compare_continues_with_the_mode_it_was_in(data, tmp_path):
+    cmd = [sys.executable, "-m", "transferlearn", "compare", "--data", str(data), "--modes", "last-layer",
+           "all-layers", "--project", str(tmp_path), "--name", "cmp", "--checkpoint-steps", "1",
+           *[o for o in OPTS if o not in ("--mode", "all-layers")]]
+    r = kill_after_first_checkpoint(cmd, tmp_path / "cmp" / "all-layers", 0.3)
+    assert r.returncode == -signal.SIGKILL, r.stdout
+    first = (tmp_path / "cmp" / "last-layer" / "best.pt").stat().st_mtime_ns
+    r = subprocess.run([sys.executable, "-m", "transferlearn", "compare", "--resume", str(tmp_path / "cmp")],
+                       env=env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "last-layer finished earlier" in r.stdout and "resumed after epoch" in r.stdout
+    assert (tmp_path / "cmp" / "last-layer" / "best.pt").stat().st_mtime_ns == first  # not trained again
+    with open(tmp_path / "cmp" / "comparison.csv", encoding="utf-8-sig") as f:
+        assert [row["mode"] for row in csv.DictReader(f)] == ["last-layer", "all-layers"]
+    assert [x["epoch"] for x in rows(tmp_path / "cmp" / "all-layers")] == ["1", "2", "3"]
+    r = subprocess.run(cli("--resume", str(tmp_path / "cmp")), env=env(), capture_output=True, text=True)
+    assert r.returncode == 2 and "is a compare run" in r.stderr

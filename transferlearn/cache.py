@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .files import to_channels
+from .files import open_image, to_channels
 
 CACHE_VERSION = 2  # 2: whole frame, variable shape (1: centre squares)
 
@@ -52,7 +52,7 @@ RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Ima
 def decode_resized(path: str, size: int, channels: int = 3, interpolation: str = "bilinear") -> np.ndarray:
     """Decode, shorter side to `size` (antialiased), whole frame kept, HWC uint8 (HW1 for 1 channel:
     grayscale is taken before resizing, as the uncached loader does)."""
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that still covers `size`
         im.seek(0)
         im.load()

@@ -79,7 +79,7 @@ def read(path: str | os.PathLike, what: str = "checkpoint"):
         raise FileNotFoundError(f"{what} {path} not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path} holds pickled Python objects (code), not just tensors, so it is refused: loading it could run "
             f"arbitrary code. If you trust it, re-save only its weights: "
@@ -108,8 +108,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     from .models import create_model
 
     ckpt = load(path)
-    # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME) and input channels
-    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none",
+    # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME), input channels and
+    # the MindSpore variant
+    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none", variant=ckpt.get("variant"),
                          in_channels=int(ckpt.get("preprocess", {}).get("channels", 3)))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "mindspore")  # mindspore: transferlearn/mindspore/convert.py
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 EXTRA_FILE = "transferlearn.json"
 
@@ -38,7 +38,7 @@ class ExportReport:
 def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
     p = Path(checkpoint)
     base = p / "best.pt" if p.is_dir() else p
-    return base.with_suffix(".onnx" if fmt == "onnx" else ".torchscript.pt")
+    return base.with_suffix({"onnx": ".onnx", "mindspore": ".ckpt"}.get(fmt, ".torchscript.pt"))
 
 
 def export_metadata(ckpt: dict) -> dict:
@@ -202,8 +202,15 @@ def export(checkpoint: str | os.PathLike, fmt: str = "onnx", output: str | os.Pa
     from .checkpoint import load_model
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    model, ckpt = load_model(checkpoint)
     out = Path(output) if output else default_output(checkpoint, fmt)
+    if fmt == "mindspore":
+        from .mindspore import export_mindspore
+        from .predict import collect_paths
+        report = export_mindspore(checkpoint, out, images=collect_paths(images)[0] if images else [])
+        if not report.max_abs_diff <= tolerance:
+            raise RuntimeError(f"MindSpore .ckpt read back differs: max abs diff {report.max_abs_diff:.3g} ({out})")
+        return report
+    model, ckpt = load_model(checkpoint)
     if fmt == "onnx":
         export_onnx(model, ckpt, out, dynamic_batch=dynamic_batch, opset=opset)
     else:

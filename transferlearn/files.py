@@ -6,6 +6,7 @@ what counts as a sample and how it is decoded.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,28 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
+class ImageTooLarge(ValueError):
+    """More pixels than any training image needs: a decompression bomb, or a scan to downsize first."""
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Image.open (which reads only the header) that refuses more than MAX_IMAGE_PIXELS by name before
+    anything is decoded. PIL itself only warns up to twice that limit, so a 100 KB PNG of 20000x20000
+    pixels would otherwise be decoded in full (1.2 GB)."""
+    with warnings.catch_warnings():  # PIL's warning is replaced by the error below
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(path)
+    w, h = im.size
+    if w * h > Image.MAX_IMAGE_PIXELS:
+        im.close()
+        raise ImageTooLarge(f"{w}x{h} pixels ({w * h / 1e6:.0f} MP) is over the {Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP "
+                            f"limit (a decompression bomb, or an image to downsize before training)")
+    return im
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode `path` fully (first frame of an animation) and return RGB. Raises on unreadable files."""
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im.seek(0)
         im.load()
         return to_rgb(im)

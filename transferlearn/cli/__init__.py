@@ -7,7 +7,8 @@ import importlib
 import sys
 
 # module name -> its subcommands are registered by that module's add_parser()
-COMMAND_MODULES = ["train", "models", "demo", "data", "eval", "predict", "explain", "export", "serve", "visualize"]
+COMMAND_MODULES = ["train", "models", "demo", "data", "eval", "predict", "explain", "export", "serve", "visualize",
+                   "convert"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`transferlearn export CHECKPOINT --format onnx|torchscript`"""
+"""`transferlearn export CHECKPOINT --format onnx|torchscript|mindspore`"""
 from __future__ import annotations
 
 import sys
@@ -28,6 +28,9 @@ def _export_run(args) -> int:
     for c in r.checks:
         print(f"  {c}")
     src = f"{len(r.images)} real image(s)" if r.images else "random noise"
+    if r.format == "mindspore":
+        print(f"  read back and rebuilt, vs the checkpoint on {src}: max abs diff of logits {r.max_abs_diff:.2e}")
+        return 0
     print(f"  parity vs PyTorch on {src}: max abs diff of logits {r.max_abs_diff:.2e} (tolerance {args.tolerance:g})")
     if r.pipeline_max_abs_diff is not None:
         print(f"  full pipeline (numpy/PIL preprocessing + onnxruntime) vs PyTorch: "
@@ -41,7 +44,8 @@ def add_parser(sub) -> None:
                                    "(ONNX metadata_props / TorchScript extra files), then check it and compare "
                                    "its outputs with PyTorch's on real images from the training data folder.")
     p.add_argument("checkpoint", help="best.pt or a run folder")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "torchscript", "mindspore"], default="onnx",
+                   help="mindspore: a .ckpt MindSpore's load_checkpoint reads (ResNets; docs/mindspore.md)")
     p.add_argument("--output", "-o", default=None,
                    help="output file (default: beside the checkpoint, best.onnx / best.torchscript.pt)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: any batch size (default: batch 1)")

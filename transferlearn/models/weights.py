@@ -116,14 +116,18 @@ def read_weights_file(path: str) -> tuple[dict, bool]:
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"--weights {path}: no such file")
-    try:
-        if p.suffix == ".safetensors":
+    if p.suffix == ".safetensors":
+        try:
             from safetensors.torch import load_file
             obj = load_file(str(p))
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"--weights {path}: not a PyTorch state_dict or transferlearn checkpoint ({e})") from e
+        except Exception as e:
+            raise WeightsError(f"--weights {path}: not a readable .safetensors file ({e})") from None
+    else:
+        from ..checkpoint import CheckpointError, read
+        try:
+            obj = read(p, "--weights file")
+        except CheckpointError as e:  # pickled code, truncated, not a PyTorch file: one line that says which
+            raise WeightsError(f"--weights: {e}") from None
     ours = False
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj, ours = obj["model"], True  # a transferlearn checkpoint

@@ -112,10 +112,31 @@ def from_env(device_type: str = "cpu", timeout_s: float = 1800.0) -> DistContext
         if backend == "nccl":
             torch.cuda.set_device(ctx.local_rank)
         if not dist.is_initialized():
-            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+            timeout = datetime.timedelta(seconds=timeout_s)
+            store = _attempt_store(ctx, timeout)
+            if store is None:
+                dist.init_process_group(backend, timeout=timeout)
+            else:
+                dist.init_process_group(backend, timeout=timeout, store=store, rank=ctx.rank,
+                                        world_size=ctx.world_size)
         ctx.backend = backend
     _CONTEXT = ctx
     return ctx
+
+
+def _attempt_store(ctx: DistContext, timeout: datetime.timedelta):
+    """Under torchrun, a store whose keys are private to this restart attempt.
+
+    torchrun's agent keeps one TCPStore for the whole job, and with --max-restarts the restarted workers
+    find the dead attempt's keys in it: gloo then reads a dead peer's address and fails to connect (seen
+    with torch 2.14 on the CPU: the first restart timed out in connectFullMesh). Prefixing every key with
+    the attempt number (TORCHELASTIC_RESTART_COUNT) keeps each attempt's rendezvous its own.
+    None outside torchrun's agent store: init_process_group's env:// default then applies."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in os.environ:
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), ctx.world_size,
+                          is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"transferlearn/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def current() -> DistContext:

@@ -10,13 +10,13 @@ from tqdm.auto import tqdm
 
 from .distributed import DistContext
 from .loop import autocast, to_device
-from .pipeline import balance_weights
+from .pipeline import balance_weights, normalize_batch
 from .sampling import BatchPlan, FeatureBatches, SeededDataset, collate_indexed
 
 
 @torch.no_grad()
 def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, device: torch.device, amp: str,
-            batch_size: int, seed: int, workers: int = 0, desc: str = "features", quiet: bool = False):
+            batch_size: int, seed: int, workers: int = 0, desc: str = "features", quiet: bool = False, norm=None):
     """(features float32 [N, F], readable mask [N]) for every sample of `dataset`, on every process.
     `stream` picks the augmentation draws (view k of the training set uses its own)."""
     backbone.eval()
@@ -33,6 +33,8 @@ def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, d
         if batch is None:
             continue
         x, _, idx = batch
+        if norm is not None:  # uint8 samples, normalised per batch (pipeline.split_uint8)
+            x = normalize_batch(x, norm, device)
         with autocast(device, amp):
             f = backbone(to_device(x, device)).float().cpu()
         if feats is None:
@@ -47,17 +49,18 @@ def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, d
 
 def feature_batches(backbone, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int):
     """(train FeatureBatches, val FeatureBatches): the setup step of a frozen backbone."""
-    (train_ds, train_labels), (val_ds, val_labels) = train, val
+    (train_ds, train_labels, train_norm), (val_ds, val_labels, val_norm) = train, val
     views, ok = [], None
     for k in range(cfg.aug_views):
         f, ok_k = extract(backbone, train_ds, -(k + 1), ctx, device, amp, cfg.batch_size, cfg.seed,
-                          desc=f"features: train view {k + 1}/{cfg.aug_views}", quiet=cfg.quiet or not ctx.is_main)
+                          desc=f"features: train view {k + 1}/{cfg.aug_views}", quiet=cfg.quiet or not ctx.is_main,
+                          norm=train_norm)
         views.append(f)
         ok = ok_k if ok is None else ok & ok_k
     labels = torch.tensor(train_labels, dtype=torch.long)[ok]
     views_t = torch.stack(views)[:, ok]
     vf, vok = extract(backbone, val_ds, 0, ctx, device, amp, cfg.batch_size, cfg.seed, desc="features: val",
-                      quiet=cfg.quiet or not ctx.is_main)
+                      quiet=cfg.quiet or not ctx.is_main, norm=val_norm)
     vl = torch.tensor(val_labels, dtype=torch.long)[vok]
     weights = balance_weights(labels.tolist(), num_classes) if cfg.balance == "sampler" else None
     train_plan = BatchPlan(len(labels), cfg.batch_size, ctx, seed=cfg.seed, shuffle=True, pad=True, weights=weights)

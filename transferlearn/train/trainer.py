@@ -146,7 +146,8 @@ class Trainer:
                                                                    self.device, self.amp, len(splits.classes))
             trained = self.model.head
         else:
-            self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes))
+            self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes),
+                                                                 self.device)
             trained = self.model
         self.eval_forward = trained
         self.forward = self._wrap_ddp(trained)
@@ -171,6 +172,9 @@ class Trainer:
         rngs = ck.get("rng") or []
         if self.ctx.rank < len(rngs):
             set_rng_state(rngs[self.ctx.rank])
+        progress = ck.get("rank_progress") or []
+        if self.ctx.rank < len(progress):  # each process's running sums of the epoch in progress
+            self.state.progress = dict(progress[self.ctx.rank])
 
     def _wrap_ddp(self, module: nn.Module):
         if not self.ctx.active or not any(p.requires_grad for p in module.parameters()):
@@ -213,6 +217,7 @@ class Trainer:
         """What every checkpoint carries besides weights: enough to rebuild, preprocess and explain the model."""
         cfg = self.cfg
         return {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(self.classes), "classes": self.classes,
+                "variant": getattr(self.model, "variant", None),  # MindSpore padding/eps (mindspore/resnet.py)
                 "preprocess": self.pre, "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
                 "train_counts": self.counts, "augment": cfg.augment, "versions": ckpt_io.versions()}
 
@@ -267,13 +272,14 @@ class Trainer:
     def checkpoint(self) -> None:
         """A resume point: every process's RNG state is gathered, the main process hands the whole to the
         callbacks (last.pt). Called by every process at the same step."""
-        rngs = self.ctx.all_gather(rng_state())
+        per_rank = self.ctx.all_gather({"rng": rng_state(), "progress": dict(self.state.progress)})
         if not self.ctx.is_main:
             return
         last = self.state.history[-1] if self.state.history else {}
         ck = {**self.meta(), "model": self.model.state_dict(), "epoch": self.state.epoch,
               "metrics": {k: v for k, v in last.items() if v is not None}, "train_state": self.state.state_dict(),
-              "rng": rngs, "world_size": self.ctx.world_size, "options_hash": options_hash(self.cfg)}
+              "rng": [r["rng"] for r in per_rank], "rank_progress": [r["progress"] for r in per_rank],
+              "world_size": self.ctx.world_size, "options_hash": options_hash(self.cfg)}
         for cb in self.callbacks:
             cb.on_checkpoint(self, ck)
 
