@@ -72,6 +72,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="augmented views per training image in the feature cache")
     g.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode every image every epoch instead of once into the on-disk cache")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the trained network: faster steps after a compile of a minute or more; "
+                        "pays on long GPU runs, rarely on a CPU (docs/speed.md)")
     g.add_argument("--cache-dir", default=None, help="cache folder (default: $TRANSFERLEARN_CACHE or "
                                                      "~/.cache/transferlearn)")
     g = p.add_argument_group("run")

@@ -46,6 +46,7 @@ class TrainConfig:
     aug_views: int = 4  # augmented views per training image in the feature cache
     cache: bool = True  # decode + resize every image once into an on-disk uint8 cache
     cache_dir: str | None = None
+    compile: bool = False  # torch.compile the trained module (minutes of compiling; pays on long GPU runs)
     eval_interval: int = 1
     eval_start_epoch: int = 1
     sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (slower; see docs/distributed.md)

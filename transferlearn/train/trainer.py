@@ -98,6 +98,8 @@ class Trainer:
                              f"{ctx.world_size}: the batches and their order would differ. Resume it with "
                              f"--nproc_per_node={self._ckpt.get('world_size', 1)} (torchrun) or start a new run.")
         self.device = pick_device(cfg.device, ctx)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fastest convolution algorithms for the fixed input sizes
         threads = distributed.threads_per_process(ctx)
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
@@ -149,6 +151,8 @@ class Trainer:
             self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes),
                                                                  self.device)
             trained = self.model
+        if cfg.compile:  # the uncompiled modules stay in self.model: checkpoints keep their plain names
+            trained = torch.compile(trained)
         self.eval_forward = trained
         self.forward = self._wrap_ddp(trained)
         self.prep_seconds = time.perf_counter() - t0
