@@ -221,3 +221,13 @@ def test_fixed_size_models_train_at_their_size_and_errors_name_the_option():
     assert c.img_size == 224 and c.train_size == 224  # not the 5/7 training crop a fixed-size ViT cannot take
     with pytest.raises(ModelError, match="needs --train-size exactly 224"):
         create_model("timm:vit_small_patch16_224", 3, weights="none", img_size=(224, 160))
+
+
+def test_googlenet_aux_heads_dropped_and_its_weights_file_loads(tmp_path):
+    """torchvision's GoogLeNet returns (logits, aux) in training mode; the aux heads go, a file with them loads."""
+    net = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    torch.save(net.state_dict(), tmp_path / "g.pth")
+    m = create_model("googlenet", 3, weights=str(tmp_path / "g.pth")).train()
+    assert m(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+    assert torch.equal(m.backbone.conv1.conv.weight, net.conv1.conv.weight)
+    assert not any(".aux" in k for k in m.state_dict()) and models.get_spec("googlenet").mean == (0.5, 0.5, 0.5)

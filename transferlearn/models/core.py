@@ -125,6 +125,16 @@ def split_head(net: nn.Module, head_attr: str = "", arch: str = "") -> HeadSplit
                      f"Linear. Pick another --arch (see `transferlearn models`).")
 
 
+def drop_aux_heads(net: nn.Module) -> None:
+    """torchvision's GoogLeNet and Inception v3 return (logits, aux logits) in training mode; their auxiliary
+    classifiers only helped ImageNet training, so they go, as torchvision does for aux_logits=False."""
+    if getattr(net, "aux_logits", False):
+        net.aux_logits = False
+        for attr in ("aux1", "aux2", "AuxLogits"):
+            if hasattr(net, attr):
+                setattr(net, attr, None)
+
+
 # ---------------------------------------------------------------- input channels
 
 def first_conv(net: nn.Module, name: str | None = None) -> tuple[str, nn.Conv2d]:

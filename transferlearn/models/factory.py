@@ -6,7 +6,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .core import ArchSpec, ModelError, TransferNet, WeightsError, init_weights, set_in_channels, split_head
+from .core import (ArchSpec, ModelError, TransferNet, WeightsError, drop_aux_heads, init_weights, set_in_channels,
+                   split_head)
 from .resolve import get_spec
 from .weights import load_weights_file, read_weights_file, timm_download
 
@@ -57,6 +58,7 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
         if spec.family == "timm" and not ours:  # timm's own loader: its key filters, .safetensors, pos-embed resizing
             timm_download(net, file=weights)
             file_sd = None
+    drop_aux_heads(net)
     set_in_channels(net, in_channels, spec.extra.get("first_conv"))
     head = split_head(net, spec.head_attr, arch)
     model = TransferNet(net, head.num_features, num_classes,

@@ -25,11 +25,15 @@ def torchvision_names() -> tuple[str, ...]:
 def _torchvision_spec(name: str) -> ArchSpec:
     import torchvision.models as tvm
     weights = tvm.get_model_weights(name).DEFAULT
+    pre = torchvision_preprocess(weights)
+    if name in ("googlenet", "inception_v3"):
+        # their ImageNet weights expect (x - 0.5) / 0.5 (torchvision's transform_input=True re-normalises
+        # ImageNet-normalised input to that); normalising so directly keeps one model for training and loading
+        pre.update(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     return ArchSpec(name=name, build=lambda: tvm.get_model(name, weights=None),
                     load_imagenet=torchvision_download(weights),
                     source=f"torchvision {weights} (torch.hub download)", family="torchvision",
-                    extra={"params": weights.meta.get("num_params"), "url": weights.url},
-                    **torchvision_preprocess(weights))
+                    extra={"params": weights.meta.get("num_params"), "url": weights.url}, **pre)
 
 
 def _timm_spec(arch: str) -> ArchSpec:

@@ -147,6 +147,8 @@ def load_weights_file(model: nn.Module, arch: str, head_name: str, path: str, sd
     if not any(k.startswith("backbone.") for k in sd):  # a plain torchvision/timm state_dict
         prefix = head_name + "."
         sd = {("head.1." + k[len(prefix):] if k.startswith(prefix) else "backbone." + k): v for k, v in sd.items()}
+    aux = ("backbone.aux1.", "backbone.aux2.", "backbone.AuxLogits.")  # GoogLeNet/Inception heads we drop
+    sd = {k: v for k, v in sd.items() if not k.startswith(aux)}
     own = model.state_dict()
     for k in ("head.1.weight", "head.1.bias"):
         if k in sd and sd[k].shape != own[k].shape:
