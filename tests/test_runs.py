@@ -18,7 +18,10 @@ from conftest import FAST
 
 def test_run_folder_contents_and_checkpoint_roundtrip(dataset, tmp_path):
     out = tmp_path / "checkpoint" / "fruit30_pytorch_C1.pth"
-    s = train(data=str(dataset), epochs=3, eval_interval=2, project=str(tmp_path / "runs"), output=str(out), **FAST)
+    # amp off: the val accuracy recorded in training is compared with an fp32 evaluation below; under bf16 a
+    # barely trained head on 12 images can flip a prediction (seen once in a loaded full run)
+    s = train(data=str(dataset), epochs=3, eval_interval=2, project=str(tmp_path / "runs"), output=str(out),
+              amp="off", **FAST)
     run = tmp_path / "runs" / "last-layer"
     for f in ("best.pt", "last.pt", "results.csv", "args.yaml", "classes.json", "summary.json", "curves.png"):
         assert (run / f).is_file(), f
