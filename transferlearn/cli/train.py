@@ -135,10 +135,13 @@ def _run(args, fn, **extra) -> int:
         if not cfg.data:
             args._parser.error("--data is required (or --resume RUN to continue a run)")
         call = lambda: fn(cfg, **extra)  # noqa: E731
+    from transferlearn.train import distributed
     try:
         call()
     except TrainingInterrupted as e:
         return 128 + e.signum  # 130 for Ctrl-C, 143 for SIGTERM: as if the signal had ended the process
+    finally:
+        distributed.shutdown()  # under torchrun: leave the process group cleanly
     return 0
 
 
