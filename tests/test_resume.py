@@ -103,7 +103,7 @@ def kill_after_first_checkpoint(cmd, run: Path, delay: float, sig=signal.SIGKILL
 def test_sigkill_at_a_random_moment_then_resume_is_exact(data, reference, tmp_path, steps, seed):
     run = tmp_path / "x"
     cmd = cli("--data", str(data), "--project", str(tmp_path), "--name", "x", "--checkpoint-steps", steps, *OPTS)
-    def position():
+    def position():  # last.pt exists from the first save on (the previous one is kept by a hard link)
         ck = torch.load(run / "last.pt", weights_only=True)
         return ck["epoch"], ck["train_state"]["progress"]["step"]
 
@@ -158,8 +158,8 @@ def test_crash_between_temp_write_and_replace_leaves_a_loadable_checkpoint(tmp_p
     ckpt_io.save({"format": ckpt_io.FORMAT, "n": torch.arange(3)}, path, keep_previous=True)
     real = os.replace
 
-    def crash(src, dst):
-        if str(src).endswith(".tmp"):
+    def crash(src, dst):  # the process dies after writing the temp file, before it replaces last.pt
+        if Path(dst) == path:
             raise OSError("simulated crash")
         return real(src, dst)
 
@@ -167,9 +167,13 @@ def test_crash_between_temp_write_and_replace_leaves_a_loadable_checkpoint(tmp_p
     with pytest.raises(OSError):
         ckpt_io.save({"format": ckpt_io.FORMAT, "n": torch.arange(4)}, path, keep_previous=True)
     monkeypatch.setattr(os, "replace", real)
-    survivors = [p for p in (path, ckpt_io.previous_path(path)) if p.exists()]
-    assert survivors and torch.equal(ckpt_io.read(survivors[0])["n"], torch.arange(3))
+    # last.pt is the old, whole checkpoint (never missing), and so is last.prev.pt
+    assert torch.equal(ckpt_io.read(path)["n"], torch.arange(3))
+    assert torch.equal(ckpt_io.read(ckpt_io.previous_path(path))["n"], torch.arange(3))
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    ckpt_io.save({"format": ckpt_io.FORMAT, "n": torch.arange(5)}, path, keep_previous=True)
+    assert torch.equal(ckpt_io.read(path)["n"], torch.arange(5))
+    assert torch.equal(ckpt_io.read(ckpt_io.previous_path(path))["n"], torch.arange(3))
 
 
 def test_resume_keeps_the_runs_options(data, tmp_path):

@@ -7,7 +7,7 @@ preprocess, mode, epoch, metrics, args, versions; last.pt also holds the trainin
 
 Writes are durable: a temp file in the same folder, flushed and fsynced, then renamed over the target
 (`os.replace` is atomic), then the folder fsynced. For last.pt the previous file is kept as last.prev.pt
-until the new one is complete, so a resume always finds a whole checkpoint.
+(a hard link, so last.pt never goes missing), so a resume always finds a whole checkpoint.
 """
 from __future__ import annotations
 
@@ -58,17 +58,24 @@ def save(obj: dict, path: str | os.PathLike, keep_previous: bool = False) -> Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    prev = previous_path(path)
+    link = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
+            try:  # a second name for the old file, so `path` itself is never missing, not even for a moment
+                os.link(path, link)
+                os.replace(link, prev)
+            except OSError:  # a file system without hard links: the old file moves instead
+                os.replace(path, prev)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for t in (tmp, link):
+            if t.exists():
+                t.unlink()
     _fsync_dir(path.parent)
 
 
