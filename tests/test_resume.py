@@ -279,3 +279,15 @@ def test_killed_compare_continues_with_the_mode_it_was_in(data, tmp_path):
     assert [x["epoch"] for x in rows(tmp_path / "cmp" / "all-layers")] == ["1", "2", "3"]
     r = subprocess.run(cli("--resume", str(tmp_path / "cmp")), env=env(), capture_output=True, text=True)
     assert r.returncode == 2 and "is a compare run" in r.stderr
+
+
+def test_trainings_started_at_once_never_share_a_folder(tmp_path):
+    """Eight processes claim runs/exp at the same moment: eight different folders."""
+    code = ("import sys, time; from transferlearn.runs import claim_run_dir\n"
+            "t = float(sys.argv[1])\nwhile time.time() < t: pass\n"
+            f"print(claim_run_dir({str(tmp_path)!r}, 'exp'))")
+    start = time.time() + 3
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(start)], env=env(), stdout=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    folders = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert len(set(folders)) == 8 and all(Path(f).is_dir() for f in folders), folders
