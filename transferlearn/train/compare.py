@@ -2,15 +2,15 @@
 folder holds one run folder per mode; a killed compare continues with the mode it was in."""
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from ..modes import MODES
 from ..runs import claim_run_dir, read_csv, write_csv, write_json, write_yaml
-from .config import RESUMABLE, TrainConfig, option_flag
-from .resume import ResumeError, has_checkpoint
+from .config import TrainConfig
+from .resume import ResumeError, has_checkpoint, resumed_config
 from . import distributed
 from .trainer import device_type, train
 
@@ -18,20 +18,14 @@ COMPARISON_COLUMNS = ["mode", "init", "arch", "best_val_acc", "best_epoch", "fin
                       "train_seconds", "images_per_second", "trainable_params", "run_dir"]
 
 
-def _resume_compare(folder: Path, given: dict) -> tuple[TrainConfig, list[str]]:
+def _resume_compare(folder: Path, given: dict) -> tuple[TrainConfig, list[str], list[str] | None]:
+    """(options, modes, inits) of a stopped compare; `given` may change only what a resumed run may."""
     spec = folder / "compare.yaml"
     if not spec.is_file():
         hint = f"; continue a single run with `transferlearn train --resume {folder}`" if has_checkpoint(folder) else ""
         raise ResumeError(f"--resume {folder}: not a compare run folder (no compare.yaml){hint}")
     saved = yaml.safe_load(spec.read_text(encoding="utf-8"))
-    names = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in saved["config"].items() if k in names})
-    bad = [k for k, v in given.items() if k in names and k not in RESUMABLE and v is not None and v != getattr(cfg, k)]
-    if bad:
-        raise ResumeError("a resumed compare keeps its own options; " + ", ".join(option_flag(k) for k in bad)
-                          + " may not change")
-    return TrainConfig(**{**asdict(cfg), **{k: v for k, v in given.items() if k in RESUMABLE and v is not None}}), \
-        saved["modes"], saved.get("inits") or None
+    return resumed_config({"args": saved["config"]}, given), saved["modes"], saved.get("inits") or None
 
 
 def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = None, inits=None,

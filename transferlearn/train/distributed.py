@@ -97,13 +97,9 @@ class DistContext:
         return torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
 
 
-_CONTEXT = DistContext()
-
-
 def from_env(device_type: str = "cpu", timeout_s: float = 1800.0) -> DistContext:
     """Read torchrun's variables and, for more than one process, join the process group (gloo on the CPU,
     nccl on CUDA). `timeout_s` bounds every collective: a dead peer ends the run with an error, never a hang."""
-    global _CONTEXT
     world = int(os.environ.get("WORLD_SIZE", "1"))
     ctx = DistContext(rank=int(os.environ.get("RANK", "0")), local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                       world_size=world, local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
@@ -120,7 +116,6 @@ def from_env(device_type: str = "cpu", timeout_s: float = 1800.0) -> DistContext
                 dist.init_process_group(backend, timeout=timeout, store=store, rank=ctx.rank,
                                         world_size=ctx.world_size)
         ctx.backend = backend
-    _CONTEXT = ctx
     return ctx
 
 
@@ -139,15 +134,9 @@ def _attempt_store(ctx: DistContext, timeout: datetime.timedelta):
     return dist.PrefixStore(f"transferlearn/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
-def current() -> DistContext:
-    return _CONTEXT
-
-
 def shutdown() -> None:
-    global _CONTEXT
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    _CONTEXT = DistContext()
 
 
 def threads_per_process(ctx: DistContext) -> int | None:

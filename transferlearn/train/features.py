@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from .distributed import DistContext
 from .loop import autocast, to_device
-from .pipeline import balance_weights, normalize_batch
+from .pipeline import batch_plans, normalize_batch
 from .sampling import BatchPlan, FeatureBatches, SeededDataset, collate_indexed
 
 
@@ -62,7 +62,5 @@ def feature_batches(backbone, train, val, cfg, ctx: DistContext, device, amp: st
     vf, vok = extract(backbone, val_ds, 0, ctx, device, amp, cfg.batch_size, cfg.seed, desc="features: val",
                       quiet=cfg.quiet or not ctx.is_main, norm=val_norm)
     vl = torch.tensor(val_labels, dtype=torch.long)[vok]
-    weights = balance_weights(labels.tolist(), num_classes) if cfg.balance == "sampler" else None
-    train_plan = BatchPlan(len(labels), cfg.batch_size, ctx, seed=cfg.seed, shuffle=True, pad=True, weights=weights)
-    val_plan = BatchPlan(len(vl), cfg.batch_size, ctx, seed=cfg.seed, shuffle=False, pad=False)
+    train_plan, val_plan = batch_plans(labels.tolist(), len(vl), cfg, ctx, num_classes)
     return FeatureBatches(views_t, labels, train_plan), FeatureBatches(vf[vok][None], vl, val_plan, pick_views=False)

@@ -5,7 +5,7 @@ features are a setup step of last-layer mode: `features.py`).
 Per sample only what must be: decoding and the geometric part of the augmentation (crop, resize, flip),
 on uint8 pixels. The float conversion and normalisation run once per batch, on the training device
 (`split_uint8`): a quarter of the bytes to collate and copy, and no per-sample dispatch of four more
-transforms (about 260 -> 60 us per 32 px image here). The result is bit-identical to the per-sample
+transforms (242 -> 164 us per 32 px image, 887 -> 782 us at 160 px: bench/pipeline_split.py). The result is bit-identical to the per-sample
 torchvision pipeline it splits (tested), so the random draws and the pixels are those of `data.train_transform`.
 """
 from __future__ import annotations
@@ -116,6 +116,14 @@ def balance_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     return (1.0 / counts[torch.tensor(labels, dtype=torch.long)]).double()
 
 
+def batch_plans(train_labels: list[int], n_val: int, cfg, ctx: DistContext, num_classes: int):
+    """(train plan, val plan): shuffled (or class-balanced with --balance sampler) and padded for training,
+    in order and unpadded for validation."""
+    weights = balance_weights(train_labels, num_classes) if cfg.balance == "sampler" else None
+    return (BatchPlan(len(train_labels), cfg.batch_size, ctx, seed=cfg.seed, shuffle=True, pad=True, weights=weights),
+            BatchPlan(n_val, cfg.batch_size, ctx, seed=cfg.seed, shuffle=False, pad=False))
+
+
 def image_batches(train, val, cfg, ctx: DistContext, num_classes: int, device: torch.device | None = None):
     """(train batches, val batches) for this process."""
     (train_ds, train_labels, train_norm), (val_ds, _, val_norm) = train, val
@@ -123,8 +131,6 @@ def image_batches(train, val, cfg, ctx: DistContext, num_classes: int, device: t
     # a cached sample costs well under 1 ms: on a CPU, worker processes would only compete with the model for
     # cores; a GPU is fed by workers while it computes
     workers = 0 if cfg.cache and device.type == "cpu" else resolve_workers(cfg.workers)
-    weights = balance_weights(train_labels, num_classes) if cfg.balance == "sampler" else None
-    train_plan = BatchPlan(len(train_ds), cfg.batch_size, ctx, seed=cfg.seed, shuffle=True, pad=True, weights=weights)
-    val_plan = BatchPlan(len(val_ds), cfg.batch_size, ctx, seed=cfg.seed, shuffle=False, pad=False)
+    train_plan, val_plan = batch_plans(train_labels, len(val_ds), cfg, ctx, num_classes)
     return (ImageBatches(train_ds, train_plan, cfg.seed, workers, norm=train_norm, device=device),
             ImageBatches(val_ds, val_plan, cfg.seed, workers, norm=val_norm, device=device))

@@ -15,6 +15,7 @@ class ResumeError(ValueError):
 
 
 def run_folder(target: str | Path) -> Path:
+    """The run folder of --resume RUN|PATH (a last.pt path names its folder)."""
     p = Path(target)
     return p.parent if p.is_file() or p.suffix == ".pt" else p
 
@@ -92,7 +93,7 @@ def check_same_options(ckpt: dict, cfg: TrainConfig) -> None:
         return
     stored = ckpt.get("args", {})
     diff = [k for k, v in asdict(cfg).items() if k not in NOT_RESULTS and not _same(k, v, stored.get(k))]
-    raise ResumeError(f"--resume auto: {run_folder(cfg.project) / (cfg.name or cfg.mode)} was trained with other "
+    raise ResumeError(f"--resume auto: {Path(cfg.project) / (cfg.name or cfg.mode)} was trained with other "
                       f"options ({', '.join(f'{option_flag(k)} {stored.get(k)} (now {getattr(cfg, k)})' for k in diff)}); "
                       f"use another --name, or the run's own options")
 

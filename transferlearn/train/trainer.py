@@ -25,7 +25,8 @@ from .config import TrainConfig, options_hash
 from .features import feature_batches
 from .loop import Interrupted, evaluate, resolve_amp, train_one_epoch, tune_malloc
 from .pipeline import image_batches, image_datasets
-from .resume import check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config
+from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
+                     run_folder)
 from .state import create_state, rng_state, set_rng_state
 
 
@@ -190,8 +191,7 @@ class Trainer:
     def _claim_run_dir(self) -> Path:
         cfg = self.cfg
         if self.resumed:
-            folder = Path(cfg.resume) if cfg.resume != "auto" else Path(cfg.project) / (cfg.name or cfg.mode)
-            return folder.parent if folder.suffix == ".pt" else folder
+            return run_folder(cfg.resume) if cfg.resume != "auto" else Path(cfg.project) / (cfg.name or cfg.mode)
         if cfg.resume == "auto":
             return claim_run_dir(cfg.project, cfg.name or cfg.mode, exist_ok=True)
         return claim_run_dir(cfg.project, cfg.name or cfg.mode, cfg.exist_ok)
