@@ -52,7 +52,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="weight init of every conv and linear layer for --mode scratch: "
                         + "; ".join(f"{k}: {v}" for k, v in INITS.items()))
     g = p.add_argument_group("optimisation", f"defaults by mode: {_DEFAULTS_HELP}")
-    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--epochs", type=int, default=None,
+                   help="default by mode: " + ", ".join(f"{m} {d.epochs}" for m, d in DEFAULTS.items()))
     g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--momentum", type=float, default=0.9, help="for sgd")
