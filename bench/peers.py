@@ -113,11 +113,11 @@ def timm_train(script: str, python: str, src: str | None, data: str, epochs: int
 
 
 def first_reached(curve, acc: float):
-    return next((t for t, a in curve if a >= acc - 1e-9), None)
+    return next((t for t, a in curve if round(a, 4) >= acc - 1e-9), None)
 
 
 def table(results: list[dict]) -> str:
-    marks = sorted({a for r in results for _, a in r["curve"]})[-4:]
+    marks = sorted({round(a, 4) for r in results for _, a in r["curve"]})[-4:]
     head = ("| tool | epochs | best val acc | process s | loop s | " +
             " | ".join(f"s to {m:.4f}" for m in marks) + " |")
     lines = [head, "|" + "---|" * (5 + len(marks))]
@@ -131,7 +131,7 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default=None)
     ap.add_argument("--arch", default="efficientnet_lite0")
     ap.add_argument("--ours", action="append", default=None, metavar="OPTIONS",
                     help="extra options for one transferlearn run (repeat for several; default: none = defaults)")
@@ -143,13 +143,15 @@ def main() -> None:
     ap.add_argument("--timm-python", default=None)
     ap.add_argument("--timm-src", default=None, help="timm checkout whose timm package train.py should use")
     ap.add_argument("--timm-amp", action="store_true", help="bf16 autocast for timm too (as ours on AVX-512)")
-    ap.add_argument("--peer-epochs", type=int, default=5)
+    ap.add_argument("--peer-epochs", type=int, default=5, help="timm's epochs; fastai: 1 frozen + this - 1")
     ap.add_argument("--json", default=None)
     ap.add_argument("--from-json", default=None)
     a = ap.parse_args()
     if a.from_json:
         print(table(json.loads(Path(a.from_json).read_text())["results"]))
         return
+    if not a.data:
+        ap.error("--data is required (or --from-json)")
     import shlex
 
     import torch
@@ -169,7 +171,7 @@ def main() -> None:
     if a.tutorial:
         add(tutorial(a.tutorial, a.data, a.tutorial_epochs))
     if a.fastai:
-        add(fastai(a.fastai, a.fastai_python or sys.executable, a.data, a.peer_epochs))
+        add(fastai(a.fastai, a.fastai_python or sys.executable, a.data, a.peer_epochs - 1))
     if a.timm_train:
         add(timm_train(a.timm_train, a.timm_python or sys.executable, a.timm_src, a.data, a.peer_epochs, a.timm_amp))
     print(f"\n{a.data}, {a.arch}, CPU {raw['cpu']}\n")

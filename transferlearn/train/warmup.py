@@ -5,7 +5,10 @@ A new head starts random, so the first fine-tuning steps send large, meaningless
 pretrained backbone. Training the head first on the frozen backbone's cached features (the last-layer
 machinery: one backbone forward per image and view, then head epochs that cost milliseconds) lets the
 fine-tuning start from a sensible classifier, so it needs fewer epochs. The backbone is in eval mode while
-its features are computed: its weights and BatchNorm statistics are not touched here.
+its features are computed: its weights and BatchNorm statistics are not touched here. The features are of
+full-size crops (as last-layer mode's), not of the smaller fine-tuning crops: a linear head is evaluated at
+full size, and on hymenoptera it reached 0.9608 on both seeds that way against 0.93-0.95 on 160 px crops
+(docs/recipe.md). The warmed-up model is the run's epoch 0 and a candidate for best.pt (trainer.warmup_row).
 
 Every process computes its share of the features and all are gathered, so each holds all of them; each then
 trains the same head on all the features with the same seed (no DDP needed), and DDP's start-up broadcast
