@@ -90,6 +90,24 @@ class DecodedImages:
     def __len__(self):
         return len(self.valid)
 
+    def hw(self) -> np.ndarray:
+        """[N, 2] (height, width) of every image (0, 0 for unreadable ones)."""
+        return np.asarray(self.shapes, dtype=np.int64).reshape(-1, 2)
+
+    def common_shape(self) -> tuple[int, int] | None:
+        """(H, W) when every readable image has it (small images: one gather per batch), else None."""
+        hw = self.hw()[self.valid]
+        return (int(hw[0, 0]), int(hw[0, 1])) if len(hw) and (hw == hw[0]).all() else None
+
+    def stack(self, idx) -> np.ndarray:
+        """Images idx of a same-shape cache as one [B, H, W, C] uint8 array: one gather from the memmap."""
+        h, w = self.common_shape()
+        per = h * w * self.channels
+        if getattr(self, "_offsets", None) is None:
+            self._offsets = np.asarray(self.offsets, dtype=np.int64)
+        rows = self._offsets[np.asarray(idx, dtype=np.int64)] // per
+        return self.array[:len(self.array) // per * per].reshape(-1, h, w, self.channels)[rows]
+
     def __getitem__(self, i: int) -> np.ndarray:
         """Image i as an HWC uint8 array (a copy; the memmap stays read-only)."""
         h, w = self.shapes[i]
