@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from .distributed import DistContext
 from .loop import autocast, to_device
-from .pipeline import batch_plans, normalize_batch
+from .pipeline import CachedBatches, CachedImages, batch_plans, normalize_batch
 from .sampling import BatchPlan, FeatureBatches, SeededDataset, collate_indexed
 
 
@@ -23,8 +23,11 @@ def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, d
     n = len(dataset)
     plan = BatchPlan(n, batch_size, ctx, seed=seed, shuffle=False, pad=False)
     plan.set_epoch(stream)
-    loader = DataLoader(SeededDataset(dataset, seed), batch_sampler=plan, num_workers=workers,
-                        collate_fn=collate_indexed)
+    if isinstance(dataset, CachedImages):  # read and augmented a batch at a time on `device`
+        loader = CachedBatches(dataset, plan, seed, device, indexed=True)
+    else:
+        loader = DataLoader(SeededDataset(dataset, seed), batch_sampler=plan, num_workers=workers,
+                            collate_fn=collate_indexed)
     mine = list(ctx.shard(n))
     pos = {i: k for k, i in enumerate(mine)}
     feats, ok = None, torch.zeros(len(mine), dtype=torch.bool)
@@ -39,7 +42,7 @@ def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, d
             f = backbone(to_device(x, device)).float().cpu()
         if feats is None:
             feats = torch.zeros((len(mine), f.shape[1]))
-        rows = torch.tensor([pos[int(i)] for i in idx])
+        rows = torch.tensor([pos[int(i)] for i in idx.tolist()])
         feats[rows], ok[rows] = f, True
     if feats is None or ctx.active:  # a process whose images were all unreadable learns the width from the others
         dim = next((d for d in ctx.all_gather(None if feats is None else feats.shape[1]) if d), 0)

@@ -109,7 +109,7 @@ def image_datasets(splits, pre: dict, cfg, ctx: DistContext, log=print):
                                           resolve_workers(cfg.workers), cfg.quiet or not ctx.is_main,
                                           cfg.in_channels, pre.get("interpolation", "bilinear"))
         keep = [i for i in range(len(labels)) if decoded.valid[i]]
-        recipe = A.recipe_of(full) if getattr(cfg, "batch_augment", True) else None
+        recipe = A.recipe_of(full) if cfg.batch_augment else None
         if recipe is not None:  # read and augmented a batch at a time on the training device
             labels = [labels[i] for i in keep]
             out.append((CachedImages(decoded, np.asarray(keep, dtype=np.int64), labels, recipe,
