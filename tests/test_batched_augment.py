@@ -90,7 +90,7 @@ def test_roi_align_crops_are_close_to_torchvision_and_a_canvas_changes_nothing()
     shapes = [(64, 85), (64, 128), (90, 64), (64, 64)]
     imgs = [_smooth(h, w, i) for i, (h, w) in enumerate(shapes)]
     d = A.draw(r, np.array(shapes), 0, 1, np.arange(4))
-    got = A.roi_crops(torch.from_numpy(canvas(imgs)), np.array(shapes), d, 48)
+    got = A.roi_crops(canvas(imgs), np.array(shapes), d, 48)
     want = A.flip_batch(A.sample_crops(imgs, r, d).float(), d.flip)  # torchvision's antialiased kernel
     assert (got - want).abs().mean() < 2.0  # out of 255
     for b, img in enumerate(imgs):  # each image alone (no canvas padding): the same output
@@ -173,21 +173,24 @@ def test_ddp_shards_add_up_to_the_one_process_batch_and_resume_mid_epoch(tmp_pat
     assert not torch.equal(next(iter(other))[0], one[0][0])  # a new epoch draws anew
 
 
-def test_background_stops_with_its_consumer_and_passes_errors():
-    from transferlearn.train.pipeline import background
+def test_read_ahead_keeps_order_stops_with_its_consumer_and_passes_errors():
+    import time
 
-    def items():
-        yield 1
-        yield 2
-        raise ValueError("boom")
+    from transferlearn.train.pipeline import ahead
 
-    it = background(items())
-    assert next(it) == 1 and next(it) == 2
+    def slow_square(i):
+        time.sleep(0.01 * (i % 3))  # out-of-order completion across threads
+        if i == 7:
+            raise ValueError("boom")
+        return i * i
+
+    it = ahead(slow_square, range(10), workers=3, depth=6)
+    assert [next(it) for _ in range(7)] == [i * i for i in range(7)]
     with pytest.raises(ValueError, match="boom"):
         next(it)
-    endless = background(iter(range(10 ** 9)))
+    endless = ahead(slow_square, iter(range(10 ** 9)), workers=2)
     assert next(endless) == 0
-    endless.close()  # the thread sees stop and ends (daemon: never blocks the process)
+    endless.close()  # queued work is cancelled, the threads end
 
 
 def test_what_stays_per_sample(dataset, tmp_path):

@@ -99,14 +99,19 @@ class DecodedImages:
         hw = self.hw()[self.valid]
         return (int(hw[0, 0]), int(hw[0, 1])) if len(hw) and (hw == hw[0]).all() else None
 
-    def stack(self, idx) -> np.ndarray:
-        """Images idx of a same-shape cache as one [B, H, W, C] uint8 array: one gather from the memmap."""
+    def stack(self, idx, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Images idx of a same-shape cache as one uint8 [B, H, W, C] tensor: one gather from the memmap
+        (into `out` when given, e.g. pinned memory)."""
         h, w = self.common_shape()
         per = h * w * self.channels
         if getattr(self, "_offsets", None) is None:
             self._offsets = np.asarray(self.offsets, dtype=np.int64)
         rows = self._offsets[np.asarray(idx, dtype=np.int64)] // per
-        return self.array[:len(self.array) // per * per].reshape(-1, h, w, self.channels)[rows]
+        images = self.array[:len(self.array) // per * per].reshape(-1, h, w, self.channels)
+        if out is None:
+            return torch.from_numpy(images[rows])
+        np.take(images, rows, axis=0, out=out.numpy(), mode="clip")  # rows are valid; clip: unbuffered
+        return out
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Image i as an HWC uint8 array (a copy; the memmap stays read-only)."""

@@ -142,7 +142,8 @@ def image_batches(train, val, cfg, ctx: DistContext, num_classes: int, device: t
     device = device or torch.device("cpu")
     train_plan, val_plan = batch_plans(train_labels, len(val_ds), cfg, ctx, num_classes)
     if isinstance(train_ds, CachedImages) or isinstance(val_ds, CachedImages):
-        return tuple(CachedBatches(ds, plan, cfg.seed, device) if isinstance(ds, CachedImages) else
+        host = resolve_workers(cfg.workers) if device.type == "cuda" else 1  # threads reading ahead for a GPU
+        return tuple(CachedBatches(ds, plan, cfg.seed, device, workers=host) if isinstance(ds, CachedImages) else
                      ImageBatches(ds, plan, cfg.seed, 0, norm=norm, device=device)
                      for ds, plan, norm in ((train_ds, train_plan, train_norm), (val_ds, val_plan, val_norm)))
     # a cached sample costs well under 1 ms: on a CPU, worker processes would only compete with the model for
@@ -175,26 +176,41 @@ class CachedImages:
         r, rows, hw = self.recipe, self.index[pos], self.hw[pos]
         d = A.draw(r, hw, seed, epoch, pos, train)
         pure = A.is_pure_crop(r, d, hw)
+        pin = device.type == "cuda"  # written straight into pinned memory: one copy, then DMA
         if pure and self.same_shape:
-            return "gather", torch.from_numpy(self.decoded.stack(rows)), d, hw
-        roi = not pure and not self.exact and r.interpolation == "bilinear" and (
-            self.same_shape or device.type == "cuda")
+            return "gather", self.decoded.stack(rows, out=_host_buffer((len(rows), *self.decoded.common_shape(),
+                                                                        self.decoded.channels), pin)), d, hw
+        roi = not pure and not self.exact and r.interpolation == "bilinear" and (self.same_shape or pin)
+        if roi and self.same_shape:
+            return "roi", self.decoded.stack(rows, out=_host_buffer(
+                (len(rows), *self.decoded.common_shape(), self.decoded.channels), pin)), d, hw
+        images = [self.decoded[int(i)] for i in rows]
         if roi:
-            return "roi", torch.from_numpy(self.decoded.stack(rows) if self.same_shape else
-                                           canvas([self.decoded[int(i)] for i in rows])), d, hw
-        return "crops", A.sample_crops([self.decoded[int(i)] for i in rows], r, d), d, hw
+            hmax, wmax = int(hw[:, 0].max()), int(hw[:, 1].max())
+            return "roi", canvas(images, _host_buffer((len(rows), hmax + 1, wmax + 1, self.decoded.channels), pin)), d, hw
+        crops = A.sample_crops(images, r, d)
+        return "crops", crops.pin_memory() if pin else crops, d, hw
 
 
-def canvas(images: list[np.ndarray]) -> np.ndarray:
-    """HWC images of several shapes -> one [B, Hmax + 1, Wmax + 1, C] array, each at its top-left with its
-    last row and column repeated once (so bilinear samples at an image's edge never blend in the padding)."""
-    hmax, wmax = max(a.shape[0] for a in images), max(a.shape[1] for a in images)
-    out = np.zeros((len(images), hmax + 1, wmax + 1, images[0].shape[2]), dtype=np.uint8)
+def _host_buffer(shape, pin: bool) -> torch.Tensor:
+    """An uninitialised uint8 host tensor, page-locked for a GPU (torch's caching host allocator reuses them)."""
+    return torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
+
+
+def canvas(images: list[np.ndarray], out: torch.Tensor | None = None) -> torch.Tensor:
+    """HWC images of several shapes -> one uint8 [B, Hmax + 1, Wmax + 1, C] tensor, each at its top-left with
+    its last row and column repeated once (so bilinear samples at an image's edge never blend in the padding;
+    the rest is never read)."""
+    if out is None:
+        hmax, wmax = max(a.shape[0] for a in images), max(a.shape[1] for a in images)
+        out = torch.zeros((len(images), hmax + 1, wmax + 1, images[0].shape[2]), dtype=torch.uint8)
+    buf = out.numpy()
     for b, a in enumerate(images):
+        out_b = buf[b]
         h, w = a.shape[:2]
-        out[b, :h, :w] = a
-        out[b, :h, w] = a[:, -1]
-        out[b, h, :w + 1] = out[b, h - 1, :w + 1]
+        out_b[:h, :w] = a
+        out_b[:h, w] = a[:, -1]
+        out_b[h, :w + 1] = out_b[h - 1, :w + 1]
     return out
 
 
@@ -217,9 +233,10 @@ class CachedBatches:
     batch's copy overlaps this one's step."""
 
     def __init__(self, images: CachedImages, plan: BatchPlan, seed: int, device: torch.device | None = None,
-                 prefetch: bool | None = None, indexed: bool = False):
+                 prefetch: bool | None = None, indexed: bool = False, workers: int | None = None):
         self.images, self.plan, self.seed = images, plan, seed
         self.device = device or torch.device("cpu")
+        self.workers = workers or (resolve_workers("auto") if self.device.type == "cuda" else 1)
         self.prefetch = self.device.type == "cuda" if prefetch is None else prefetch
         self.indexed, self.train = indexed, not images.exact
 
@@ -234,13 +251,12 @@ class CachedBatches:
         mode, x, d, hw = self.images.read(pos, self.seed, keys[0][0], self.device, self.train)
         y = self.images.labels[torch.from_numpy(pos)]
         if self.device.type == "cuda":
-            x, y = x.pin_memory(), y.pin_memory()
+            y = y.pin_memory()
         return mode, x, y, d, hw, pos
 
     def __iter__(self):
-        hosts = (self._host(keys) for keys in self.plan)
-        if self.prefetch:
-            hosts = background(hosts)
+        hosts = (ahead(self._host, self.plan, self.workers, 2 * self.workers) if self.prefetch else
+                 (self._host(keys) for keys in self.plan))
         if self.device.type != "cuda":
             for h in hosts:
                 yield self._finish(h, h[1], h[2])
@@ -268,42 +284,27 @@ class CachedBatches:
         return (out, y, torch.from_numpy(pos)) if self.indexed else (out, y)
 
 
-_END = object()
-
-
-def background(items, depth: int = 2):
-    """Iterate `items` in a thread, up to `depth` ahead; an exception there is raised here; stopping early
-    (an interrupted epoch) ends the thread."""
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((_END, None))
-        except BaseException as e:  # handed to the consumer
-            put((None, e))
-
-    t = threading.Thread(target=work, daemon=True, name="transferlearn-batches")
-    t.start()
+def ahead(fn, items, workers: int = 1, depth: int = 2):
+    """fn(item) for each item, in order, computed by `workers` threads up to `depth` items ahead of the
+    consumer (numpy copies and torch kernels release the GIL). Stopping early cancels what is queued."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    ex = ThreadPoolExecutor(max(1, workers), thread_name_prefix="transferlearn-batches")
+    pending: deque = deque()
+    it = iter(items)
     try:
-        while True:
-            item, err = q.get()
-            if err is not None:
-                raise err
-            if item is _END:
-                return
-            yield item
+        for item in it:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= max(depth, workers):
+                break
+        while pending:
+            done = pending.popleft()
+            item = next(it, _END)
+            if item is not _END:
+                pending.append(ex.submit(fn, item))
+            yield done.result()
     finally:
-        stop.set()
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
