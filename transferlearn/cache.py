@@ -92,12 +92,17 @@ class DecodedImages:
 
     def hw(self) -> np.ndarray:
         """[N, 2] (height, width) of every image (0, 0 for unreadable ones)."""
-        return np.asarray(self.shapes, dtype=np.int64).reshape(-1, 2)
+        if getattr(self, "_hw", None) is None:
+            self._hw = np.asarray(self.shapes, dtype=np.int64).reshape(-1, 2)
+            valid = self._hw[self.valid]
+            self._common = ((int(valid[0, 0]), int(valid[0, 1])) if len(valid) and (valid == valid[0]).all()
+                            else None)
+        return self._hw
 
     def common_shape(self) -> tuple[int, int] | None:
         """(H, W) when every readable image has it (small images: one gather per batch), else None."""
-        hw = self.hw()[self.valid]
-        return (int(hw[0, 0]), int(hw[0, 1])) if len(hw) and (hw == hw[0]).all() else None
+        self.hw()
+        return self._common
 
     def stack(self, idx, out: torch.Tensor | None = None) -> torch.Tensor:
         """Images idx of a same-shape cache as one uint8 [B, H, W, C] tensor: one gather from the memmap
