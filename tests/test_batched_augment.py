@@ -67,6 +67,20 @@ def test_pad_crop_offsets_are_uniform_and_integer_crops_are_torchvisions_pixels(
     assert d.flip.any() and not d.flip.all()
 
 
+@pytest.mark.parametrize("augment", ["pad-crop-flip", "light", "none"])
+def test_one_gather_equals_torchvision_per_crop_on_a_non_square_cache(augment):
+    """Same-shape 32x44 images (shorter side = the resize): the centre window, its zero padding and the flips of the one-gather path
+    are those of torchvision's functional crop, pad and flip per sample."""
+    r = A.recipe_of(train_transform(preprocess_config(32, MEAN, STD), augment))
+    imgs = np.random.default_rng(1).integers(0, 256, (48, 32, 44, 3), dtype=np.uint8)
+    hw = np.tile([32, 44], (48, 1))
+    d = A.draw(r, hw, 2, 5, np.arange(48))
+    assert A.is_pure_crop(r, d, hw)
+    got = A.gather_crops(torch.from_numpy(imgs), d, 32)
+    want = A.flip_batch(A.sample_crops(list(imgs), r, d), d.flip)
+    assert torch.equal(got, want)
+
+
 def test_draws_are_a_pure_function_of_the_sample():
     r = A.recipe_of(train_transform(preprocess_config(224, MEAN, STD, 160), "standard"))
     hw = np.tile([256, 341], (4, 1))

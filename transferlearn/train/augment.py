@@ -196,21 +196,20 @@ def is_pure_crop(r: Recipe, d: Draws, hw: np.ndarray) -> bool:
 
 
 def gather_crops(x: torch.Tensor, d: Draws, size: int) -> torch.Tensor:
-    """uint8 [B, H, W, C] (one shape) -> uint8 [B, C, size, size] (channels_last in memory): one index
-    gather on x's device, flips folded into the column index, padding zeroed."""
+    """uint8 [B, H, W, C] (one shape, so one `keep` window for all) -> uint8 [B, C, size, size]: the window,
+    zero-padded as far as the crops reach, viewed as every possible crop (unfold, no copy), then one index per
+    sample picks its crop: torchvision's pixels, on x's device."""
+    t0, l0, t1, l1 = (int(v) for v in d.keep[0])
+    top, left = d.box[:, 0] - t0, d.box[:, 1] - l0
+    p = int(max(0, -top.min(), -left.min(), (top + size - (t1 - t0)).max(), (left + size - (l1 - l0)).max()))
+    w = x[:, t0:t1, l0:l1].permute(0, 3, 1, 2)
+    if p:
+        w = torch.nn.functional.pad(w, [p] * 4)
+    crops = w.unfold(2, size, 1).unfold(3, size, 1)  # [B, C, rows, cols, size, size]
     dev = x.device
-    box, keep = torch.from_numpy(d.box).to(dev), torch.from_numpy(d.keep).to(dev)
-    ar = torch.arange(size, device=dev)
-    rows = box[:, :1] + ar
-    flip = torch.from_numpy(d.flip).to(dev)[:, None]
-    cols = box[:, 1:2] + torch.where(flip, ar.flip(0), ar)
-    rin = (rows >= keep[:, :1]) & (rows < keep[:, 2:3])
-    cin = (cols >= keep[:, 1:2]) & (cols < keep[:, 3:4])
-    b = torch.arange(x.shape[0], device=dev)[:, None, None]
-    out = x[b, rows.clamp(0, x.shape[1] - 1)[:, :, None], cols.clamp(0, x.shape[2] - 1)[:, None, :]]
-    if not bool(rin.all() and cin.all()):
-        out = out * (rin[:, :, None] & cin[:, None, :])[..., None].to(out.dtype)
-    return out.permute(0, 3, 1, 2)
+    out = crops[torch.arange(len(top), device=dev), :, torch.from_numpy(top + p).to(dev),
+                torch.from_numpy(left + p).to(dev)]
+    return flip_batch(out, d.flip)
 
 
 def roi_crops(canvas: torch.Tensor, hw: np.ndarray, d: Draws, size: int) -> torch.Tensor:
