@@ -2,16 +2,18 @@
 and the batches each process draws from them. Nothing here runs the model (a frozen backbone's
 features are a setup step of last-layer mode: `features.py`).
 
-Per sample only what must be: decoding and the geometric part of the augmentation (crop, resize, flip),
-on uint8 pixels. The float conversion and normalisation run once per batch, on the training device
-(`split_uint8`): a quarter of the bytes to collate and copy, and no per-sample dispatch of four more
-transforms (242 -> 164 us per 32 px image, 887 -> 782 us at 160 px: bench/pipeline_split.py). The result is bit-identical to the per-sample
-torchvision pipeline it splits (tested), so the random draws and the pixels are those of `data.train_transform`.
+Two pipelines:
+- batched (the default with the decode cache, `--batch-augment`): `CachedBatches` reads a batch of uint8
+  images from the cache (one gather for a same-shape cache) and crops, flips and normalises the whole batch
+  on the training device (train/augment.py: torchvision's random draws vectorised, keyed by (seed, epoch,
+  sample)). A LeNet epoch's input costs about 0.02 ms per 28 px image instead of 0.2 (docs/speed.md).
+  Validation through it is bit-identical to the per-sample eval pipeline.
+- per sample (`--augment strong`, `--no-cache`, `--no-batch-augment`): `ImageBatches`, a DataLoader over the
+  samples; only decoding and the geometric augmentation run per sample on uint8 pixels, the float conversion
+  and normalisation once per batch on the device (`split_uint8`; bit-identical to torchvision's per-sample
+  pipeline, tested).
 """
 from __future__ import annotations
-
-import queue
-import threading
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
-from ..data import ImageDataset, eval_transform, resolve_workers, train_transform
+from ..data import ImageDataset, eval_transform, is_small, resolve_workers, train_transform
 from . import augment as A
 from .distributed import DistContext
 from .sampling import BatchPlan, SeededDataset, collate_train
@@ -180,7 +182,10 @@ class CachedImages:
         if pure and self.same_shape:
             return "gather", self.decoded.stack(rows, out=_host_buffer((len(rows), *self.decoded.common_shape(),
                                                                         self.decoded.channels), pin)), d, hw
-        roi = not pure and not self.exact and r.interpolation == "bilinear" and (self.same_shape or pin)
+        # roi_align: one call per batch on a GPU; on a CPU it beats torchvision's per-crop kernel for small
+        # images only (20 vs 40 us at 32 px, 2,052 vs 356 us at 160 px: docs/speed.md)
+        roi = not pure and not self.exact and r.interpolation == "bilinear" and (
+            pin or (self.same_shape and is_small(r.size)))
         if roi and self.same_shape:
             return "roi", self.decoded.stack(rows, out=_host_buffer(
                 (len(rows), *self.decoded.common_shape(), self.decoded.channels), pin)), d, hw
