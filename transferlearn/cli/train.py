@@ -52,7 +52,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="weight init of every conv and linear layer for --mode scratch: "
                         + "; ".join(f"{k}: {v}" for k, v in INITS.items()))
     g = p.add_argument_group("optimisation", f"defaults by mode: {_DEFAULTS_HELP}")
-    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--epochs", type=int, default=None,
+                   help="default by mode: " + ", ".join(f"{m} {d.epochs}" for m, d in DEFAULTS.items()))
     g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--momentum", type=float, default=0.9, help="for sgd")
@@ -61,6 +62,16 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--step-size", type=int, default=7, help="epochs between lr drops (step scheduler)")
     g.add_argument("--gamma", type=float, default=0.1, help="lr factor per drop (step scheduler)")
     g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--head-warmup", type=int, default=None, metavar="N",
+                   help="all-layers: first train the new head for N epochs on the frozen backbone's cached features "
+                        "(seconds), then fine-tune everything (linear probe, then fine-tune). "
+                        f"Default {DEFAULTS['all-layers'].head_warmup}; 0: off")
+    g.add_argument("--warmup-views", type=int, default=2,
+                   help="augmented views per training image for the head warm-up's features")
+    g.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="early stopping: stop when N evaluations in a row bring no better val accuracy (the best "
+                        "checkpoint is kept). Default by mode: "
+                        + ", ".join(f"{m} {d.patience}" for m, d in DEFAULTS.items()) + "; 0: train every epoch")
     g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"], default="auto",
                    help="mixed precision. auto: bf16 autocast on CPUs with AVX-512/AMX and on CUDA GPUs that "
                         "support it, fp16 on older GPUs, off elsewhere")
@@ -70,6 +81,10 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                         "(default: on in last-layer mode)")
     g.add_argument("--aug-views", type=int, default=4,
                    help="augmented views per training image in the feature cache")
+    g.add_argument("--backbone-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="engine for the frozen backbone's features (last-layer feature cache, head warm-up). auto: "
+                        "onnxruntime on a CPU (about 2x PyTorch's fp32; exported once and cached), PyTorch on a "
+                        "GPU or where it is not installed")
     g.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode every image every epoch instead of once into the on-disk cache")
     g.add_argument("--batch-augment", action=argparse.BooleanOptionalAction, default=True,

@@ -11,9 +11,23 @@
 - resume.py       finding and checking the checkpoint a run continues from
 - compare.py      the modes side by side
 """
+import sys
+
 from .callbacks import Callback
 from .compare import compare, format_comparison
 from .config import TrainConfig
 from .trainer import Trainer, TrainingInterrupted, train
 
 __all__ = ["Callback", "TrainConfig", "Trainer", "TrainingInterrupted", "compare", "format_comparison", "train"]
+
+
+class _CallablePackage(type(sys.modules[__name__])):
+    """`transferlearn.train(...)` is the train function, but once this package is imported Python also binds
+    the name `train` of `transferlearn` to it (a package's submodules become its attributes); calling the
+    package calls the function, so the public API works either way."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

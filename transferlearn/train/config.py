@@ -22,7 +22,7 @@ class TrainConfig:
     weights: str | None = None  # imagenet | none | PATH
     init: str = "kaiming"  # scratch mode only: kaiming | xavier | normal | default (models.INITS)
     in_channels: int = 3  # 1: grayscale images, 1-channel stem (pretrained RGB kernels summed)
-    epochs: int = 10
+    epochs: int | None = None  # None: the mode's default (modes.DEFAULTS)
     batch_size: int = 32  # per process; the global batch is batch_size x world size
     img_size: int | None = None  # eval / inference size, stored in the checkpoint; None: the arch's (224 mostly)
     train_size: int | None = None  # training crop; None: the mode's default (modes.DEFAULTS train_scale)
@@ -44,10 +44,14 @@ class TrainConfig:
     amp: str = "auto"  # off | bf16 | fp16 | auto (bf16 where the CPU/GPU runs it natively)
     feature_cache: bool | None = None  # None: on in last-layer mode (frozen backbone features computed once)
     aug_views: int = 4  # augmented views per training image in the feature cache
+    backbone_runtime: str = "auto"  # frozen backbone's engine: auto (onnxruntime on a CPU) | torch | onnxruntime
     cache: bool = True  # decode + resize every image once into an on-disk uint8 cache
     batch_augment: bool = True  # augment whole batches from the decode cache on the device (train/augment.py)
     cache_dir: str | None = None
     compile: bool = False  # torch.compile the trained module (minutes of compiling; pays on long GPU runs)
+    head_warmup: int | None = None  # all-layers: epochs of head training on frozen features first; None: mode's
+    warmup_views: int = 2  # augmented views per training image for the head warm-up's features
+    patience: int | None = None  # early stopping: evaluations without a better val acc; 0 never; None: mode's
     eval_interval: int = 1
     eval_start_epoch: int = 1
     sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (slower; see docs/distributed.md)
@@ -73,6 +77,7 @@ class TrainConfig:
         if c.img_size is None:
             c.img_size = spec.input_size
         c.augment = c.augment or default_augment(c.img_size)
+        c.epochs = d.epochs if c.epochs is None else c.epochs
         c.weights = c.weights or d.weights
         c.optimizer = c.optimizer or d.optimizer
         c.lr = d.lr if c.lr is None else c.lr
@@ -91,6 +96,13 @@ class TrainConfig:
             c.feature_cache = backbone_frozen(c.mode)
         if c.feature_cache and not backbone_frozen(c.mode):
             raise ValueError(f"--feature-cache needs a frozen backbone (mode last-layer), not {c.mode}")
+        c.head_warmup = d.head_warmup if c.head_warmup is None else c.head_warmup
+        c.patience = d.patience if c.patience is None else c.patience
+        if c.head_warmup < 0 or c.patience < 0 or c.warmup_views < 1:
+            raise ValueError("--head-warmup and --patience must be 0 (off) or more, --warmup-views at least 1")
+        if c.head_warmup and c.mode != "all-layers":
+            raise ValueError(f"--head-warmup trains the head on frozen pretrained features before fine-tuning: it "
+                             f"belongs to --mode all-layers, not {c.mode} (use --head-warmup 0)")
         if c.aug_views < 1:
             raise ValueError("--aug-views must be at least 1")
         if c.eval_interval < 1 or c.epochs < 1:
