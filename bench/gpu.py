@@ -1,6 +1,7 @@
 """GPU throughput, end to end against the model alone (issue #14's GPU targets), in one short command:
 
     python bench/gpu.py                      # about 3 minutes on one H100/H200; --json FILE keeps the numbers
+    PYTHONPATH=. python3 bench/gpu.py        # from the repo root, where the package is not installed
 
 On a synthetic folder of JPEG photos (500x375, made once under --root) it measures, for ResNet50 and
 EfficientNet-Lite0 all-layers at 224 px and at the default training crop (160 px), bf16, channels_last:
