@@ -141,6 +141,10 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
     if summary.get("stopped_early"):
         out.append(f"{name}: stopped early after epoch {ep} of {summary.get('epochs')}: val accuracy had stopped "
                    f"improving (best {_pct(summary.get('best_val_acc'))} at epoch {be}; --patience).")
+    elif w and be == 0 and ep:
+        out.append(f"{name}: fine-tuning never beat the warmed-up head (val accuracy {_pct(w['val_acc'])}): "
+                   f"best.pt is the model after the warm-up, the backbone as pretrained. On this data a frozen "
+                   f"backbone (last-layer) is as good; a lower --lr may let fine-tuning help.")
     elif be and ep and ep > 2:
         if be == ep:
             out.append(f"{name}: val accuracy was still improving at the last epoch ({ep}); more epochs may help.")
@@ -323,8 +327,11 @@ def write_compare_report(folder: str | Path) -> Path:
                                "train seconds", "img/s", "trainable params"])]
         first = next(iter(modes.values()))
         args = _read_yaml(Path(first.get("run_dir", "")) / "args.yaml") or {}
-        body.append(f"<p>Same data, epochs and seed for every mode: <code>{_e(args.get('data', ''))}</code>, "
-                    f"{_e(first.get('arch', ''))}, {_e(first.get('epochs', ''))} epochs, batch "
+        counts = {m: s.get("epochs") for m, s in modes.items()}
+        epochs = (f"{next(iter(counts.values()))} epochs" if len(set(counts.values())) == 1 else
+                  "epochs " + ", ".join(f"{m} {n}" for m, n in counts.items()) + " (each mode's default)")
+        body.append(f"<p>Same data and seed for every mode: <code>{_e(args.get('data', ''))}</code>, "
+                    f"{_e(first.get('arch', ''))}, {_e(epochs)}, batch "
                     f"{_e(args.get('batch_size', ''))}, {_e(first.get('train_images', ''))} train / "
                     f"{_e(first.get('val_images', ''))} val images, {_e(first.get('classes', ''))} classes, "
                     f"device {_e(first.get('device', ''))}.</p>")
