@@ -90,6 +90,34 @@ class DecodedImages:
     def __len__(self):
         return len(self.valid)
 
+    def hw(self) -> np.ndarray:
+        """[N, 2] (height, width) of every image (0, 0 for unreadable ones)."""
+        if getattr(self, "_hw", None) is None:
+            self._hw = np.asarray(self.shapes, dtype=np.int64).reshape(-1, 2)
+            valid = self._hw[self.valid]
+            self._common = ((int(valid[0, 0]), int(valid[0, 1])) if len(valid) and (valid == valid[0]).all()
+                            else None)
+        return self._hw
+
+    def common_shape(self) -> tuple[int, int] | None:
+        """(H, W) when every readable image has it (small images: one gather per batch), else None."""
+        self.hw()
+        return self._common
+
+    def stack(self, idx, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Images idx of a same-shape cache as one uint8 [B, H, W, C] tensor: one gather from the memmap
+        (into `out` when given, e.g. pinned memory)."""
+        h, w = self.common_shape()
+        per = h * w * self.channels
+        if getattr(self, "_offsets", None) is None:
+            self._offsets = np.asarray(self.offsets, dtype=np.int64)
+        rows = self._offsets[np.asarray(idx, dtype=np.int64)] // per
+        images = self.array[:len(self.array) // per * per].reshape(-1, h, w, self.channels)
+        if out is None:
+            return torch.from_numpy(images[rows])
+        np.take(images, rows, axis=0, out=out.numpy(), mode="clip")  # rows are valid; clip: unbuffered
+        return out
+
     def __getitem__(self, i: int) -> np.ndarray:
         """Image i as an HWC uint8 array (a copy; the memmap stays read-only)."""
         h, w = self.shapes[i]

@@ -87,6 +87,10 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                         "GPU or where it is not installed")
     g.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode every image every epoch instead of once into the on-disk cache")
+    g.add_argument("--batch-augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="crop, flip and normalise whole batches on the training device, read from the decode cache "
+                        "(default; torchvision's random draws, vectorised). --no-batch-augment: torchvision per "
+                        "sample. --augment strong and --no-cache always run per sample (docs/speed.md)")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the trained network: faster steps after a compile of a minute or more; "
                         "pays on long GPU runs, rarely on a CPU (docs/speed.md)")

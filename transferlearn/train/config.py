@@ -46,6 +46,7 @@ class TrainConfig:
     aug_views: int = 4  # augmented views per training image in the feature cache
     backbone_runtime: str = "auto"  # frozen backbone's engine: auto (onnxruntime on a CPU) | torch | onnxruntime
     cache: bool = True  # decode + resize every image once into an on-disk uint8 cache
+    batch_augment: bool = True  # augment whole batches from the decode cache on the device (train/augment.py)
     cache_dir: str | None = None
     compile: bool = False  # torch.compile the trained module (minutes of compiling; pays on long GPU runs)
     head_warmup: int | None = None  # all-layers: epochs of head training on frozen features first; None: mode's
@@ -115,6 +116,10 @@ class TrainConfig:
 RESUMABLE = ("epochs", "device", "workers", "quiet", "resume", "dist_timeout")
 # Options that cannot change a result (where files go, how progress is shown, how often it is saved).
 NOT_RESULTS = RESUMABLE + ("project", "name", "exist_ok", "output", "cache_dir", "imbalance_warn", "checkpoint_steps")
+
+
+# Options added after runs were made with them absent: the value that reproduces those runs' results.
+LEGACY = {"batch_augment": False}  # before batched augmentation, every sample went through torchvision alone
 
 
 def options_hash(cfg: TrainConfig) -> str:

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .distributed import DistContext
 from .frozen import backbone_runner
-from .pipeline import batch_plans, normalize_batch
+from .pipeline import CachedBatches, CachedImages, batch_plans, normalize_batch
 from .sampling import BatchPlan, FeatureBatches, SeededDataset, collate_indexed
 
 
@@ -25,8 +25,11 @@ def extract(backbone, dataset, stream: int, ctx: DistContext, device: torch.devi
     n = len(dataset)
     plan = BatchPlan(n, batch_size, ctx, seed=seed, shuffle=False, pad=False)
     plan.set_epoch(stream)
-    loader = DataLoader(SeededDataset(dataset, seed), batch_sampler=plan, num_workers=workers,
-                        collate_fn=collate_indexed)
+    if isinstance(dataset, CachedImages):  # read and augmented a batch at a time on `device`
+        loader = CachedBatches(dataset, plan, seed, device, indexed=True)
+    else:
+        loader = DataLoader(SeededDataset(dataset, seed), batch_sampler=plan, num_workers=workers,
+                            collate_fn=collate_indexed)
     mine = list(ctx.shard(n))
     pos = {i: k for k, i in enumerate(mine)}
     feats, ok = None, torch.zeros(len(mine), dtype=torch.bool)
@@ -40,7 +43,7 @@ def extract(backbone, dataset, stream: int, ctx: DistContext, device: torch.devi
         f = backbone(x)
         if feats is None:
             feats = torch.zeros((len(mine), f.shape[1]))
-        rows = torch.tensor([pos[int(i)] for i in idx])
+        rows = torch.tensor([pos[int(i)] for i in idx.tolist()])
         feats[rows], ok[rows] = f, True
     if feats is None or ctx.active:  # a process whose images were all unreadable learns the width from the others
         dim = next((d for d in ctx.all_gather(None if feats is None else feats.shape[1]) if d), 0)

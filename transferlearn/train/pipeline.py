@@ -2,20 +2,27 @@
 and the batches each process draws from them. Nothing here runs the model (a frozen backbone's
 features are a setup step of last-layer mode: `features.py`).
 
-Per sample only what must be: decoding and the geometric part of the augmentation (crop, resize, flip),
-on uint8 pixels. The float conversion and normalisation run once per batch, on the training device
-(`split_uint8`): a quarter of the bytes to collate and copy, and no per-sample dispatch of four more
-transforms (242 -> 164 us per 32 px image, 887 -> 782 us at 160 px: bench/pipeline_split.py). The result is bit-identical to the per-sample
-torchvision pipeline it splits (tested), so the random draws and the pixels are those of `data.train_transform`.
+Two pipelines:
+- batched (the default with the decode cache, `--batch-augment`): `CachedBatches` reads a batch of uint8
+  images from the cache (one gather for a same-shape cache) and crops, flips and normalises the whole batch
+  on the training device (train/augment.py: torchvision's random draws vectorised, keyed by (seed, epoch,
+  sample)). A LeNet epoch's input costs about 0.02 ms per 28 px image instead of 0.2 (docs/speed.md).
+  Validation through it is bit-identical to the per-sample eval pipeline.
+- per sample (`--augment strong`, `--no-cache`, `--no-batch-augment`): `ImageBatches`, a DataLoader over the
+  samples; only decoding and the geometric augmentation run per sample on uint8 pixels, the float conversion
+  and normalisation once per batch on the device (`split_uint8`; bit-identical to torchvision's per-sample
+  pipeline, tested).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
-from ..data import ImageDataset, eval_transform, resolve_workers, train_transform
+from ..data import ImageDataset, eval_transform, is_small, resolve_workers, train_transform
+from . import augment as A
 from .distributed import DistContext
 from .sampling import BatchPlan, SeededDataset, collate_train
 
@@ -92,6 +99,7 @@ def image_datasets(splits, pre: dict, cfg, ctx: DistContext, log=print):
     out = []
     for samples, tf in ((splits.train, train_transform(pre, cfg.augment)), (splits.val, eval_transform(pre))):
         labels = [y for _, y in samples]
+        full = tf
         split = split_uint8(tf)
         tf, norm = split if split else (tf, None)
         if not cfg.cache:
@@ -102,8 +110,14 @@ def image_datasets(splits, pre: dict, cfg, ctx: DistContext, log=print):
             decoded = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir,
                                           resolve_workers(cfg.workers), cfg.quiet or not ctx.is_main,
                                           cfg.in_channels, pre.get("interpolation", "bilinear"))
-        ds = CachedImageDataset(decoded, labels, tf)
         keep = [i for i in range(len(labels)) if decoded.valid[i]]
+        recipe = A.recipe_of(full) if cfg.batch_augment else None
+        if recipe is not None:  # read and augmented a batch at a time on the training device
+            labels = [labels[i] for i in keep]
+            out.append((CachedImages(decoded, np.asarray(keep, dtype=np.int64), labels, recipe,
+                                     exact=samples is splits.val), labels, None))
+            continue
+        ds = CachedImageDataset(decoded, labels, tf)
         if len(keep) < len(labels):
             ds, labels = Subset(ds, keep), [labels[i] for i in keep]
         out.append((ds, labels, norm))
@@ -128,9 +142,174 @@ def image_batches(train, val, cfg, ctx: DistContext, num_classes: int, device: t
     """(train batches, val batches) for this process."""
     (train_ds, train_labels, train_norm), (val_ds, _, val_norm) = train, val
     device = device or torch.device("cpu")
+    train_plan, val_plan = batch_plans(train_labels, len(val_ds), cfg, ctx, num_classes)
+    if isinstance(train_ds, CachedImages) or isinstance(val_ds, CachedImages):
+        host = resolve_workers(cfg.workers) if device.type == "cuda" else 1  # threads reading ahead for a GPU
+        return tuple(CachedBatches(ds, plan, cfg.seed, device, workers=host) if isinstance(ds, CachedImages) else
+                     ImageBatches(ds, plan, cfg.seed, 0, norm=norm, device=device)
+                     for ds, plan, norm in ((train_ds, train_plan, train_norm), (val_ds, val_plan, val_norm)))
     # a cached sample costs well under 1 ms: on a CPU, worker processes would only compete with the model for
     # cores; a GPU is fed by workers while it computes
     workers = 0 if cfg.cache and device.type == "cpu" else resolve_workers(cfg.workers)
-    train_plan, val_plan = batch_plans(train_labels, len(val_ds), cfg, ctx, num_classes)
     return (ImageBatches(train_ds, train_plan, cfg.seed, workers, norm=train_norm, device=device),
             ImageBatches(val_ds, val_plan, cfg.seed, workers, norm=val_norm, device=device))
+
+
+# ---------------------------------------------------------------- batched from the decode cache
+
+class CachedImages:
+    """A decode cache seen through one batchable recipe (train/augment.py): what CachedBatches reads.
+    `index` maps dataset positions (the keys of the random draws) to cache rows; exact (validation): never
+    resample with roi_align, so the pixels are the per-sample eval pipeline's."""
+
+    def __init__(self, decoded, index: np.ndarray, labels: list[int], recipe: A.Recipe, exact: bool = False):
+        self.decoded, self.index, self.recipe, self.exact = decoded, index, recipe, exact
+        self.labels = torch.tensor(labels, dtype=torch.long)
+        self.hw = decoded.hw()[index]
+        self.same_shape = decoded.common_shape() is not None
+
+    def __len__(self):
+        return len(self.index)
+
+    def read(self, pos: np.ndarray, seed: int, epoch: int, device: torch.device, train: bool = True):
+        """The host half of a batch: (mode, uint8 tensor, draws, hw). mode "gather": [B, H, W, C] images
+        to crop by index on the device; "roi": a [B, H, W, C] canvas for roi_align; "crops": [B, C, s, s]
+        crops already cut per sample (CPU, variable shapes, or exact resampling)."""
+        r, rows, hw = self.recipe, self.index[pos], self.hw[pos]
+        d = A.draw(r, hw, seed, epoch, pos, train)
+        pure = A.is_pure_crop(r, d, hw)
+        pin = device.type == "cuda"  # written straight into pinned memory: one copy, then DMA
+        if pure and self.same_shape:
+            return "gather", self.decoded.stack(rows, out=_host_buffer((len(rows), *self.decoded.common_shape(),
+                                                                        self.decoded.channels), pin)), d, hw
+        # roi_align: one call per batch on a GPU; on a CPU it beats torchvision's per-crop kernel for small
+        # images only (20 vs 40 us at 32 px, 2,052 vs 356 us at 160 px: docs/speed.md)
+        roi = not pure and not self.exact and r.interpolation == "bilinear" and (
+            pin or (self.same_shape and is_small(r.size)))
+        if roi and self.same_shape:
+            return "roi", self.decoded.stack(rows, out=_host_buffer(
+                (len(rows), *self.decoded.common_shape(), self.decoded.channels), pin)), d, hw
+        images = [self.decoded[int(i)] for i in rows]
+        if roi:
+            hmax, wmax = int(hw[:, 0].max()), int(hw[:, 1].max())
+            return "roi", canvas(images, _host_buffer((len(rows), hmax + 1, wmax + 1, self.decoded.channels), pin)), d, hw
+        crops = A.sample_crops(images, r, d)
+        return "crops", crops.pin_memory() if pin else crops, d, hw
+
+
+def _host_buffer(shape, pin: bool) -> torch.Tensor:
+    """An uninitialised uint8 host tensor, page-locked for a GPU (torch's caching host allocator reuses them)."""
+    return torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
+
+
+def canvas(images: list[np.ndarray], out: torch.Tensor | None = None) -> torch.Tensor:
+    """HWC images of several shapes -> one uint8 [B, Hmax + 1, Wmax + 1, C] tensor, each at its top-left with
+    its last row and column repeated once (so bilinear samples at an image's edge never blend in the padding;
+    the rest is never read)."""
+    if out is None:
+        hmax, wmax = max(a.shape[0] for a in images), max(a.shape[1] for a in images)
+        out = torch.zeros((len(images), hmax + 1, wmax + 1, images[0].shape[2]), dtype=torch.uint8)
+    buf = out.numpy()
+    for b, a in enumerate(images):
+        out_b = buf[b]
+        h, w = a.shape[:2]
+        out_b[:h, :w] = a
+        out_b[:h, w] = a[:, -1]
+        out_b[h, :w + 1] = out_b[h - 1, :w + 1]
+    return out
+
+
+def finish(mode: str, x: torch.Tensor, d: A.Draws, hw: np.ndarray, r: A.Recipe) -> torch.Tensor:
+    """The device half of a batch: crop (gather / roi_align), flip, normalise; channels_last float32."""
+    if mode == "gather":
+        x = A.gather_crops(x, d, r.size)
+    elif mode == "roi":
+        x = A.roi_crops(x, hw, d, r.size)
+    else:
+        x = A.flip_batch(x, d.flip)
+    return A.normalize(x, r).contiguous(memory_format=torch.channels_last)
+
+
+class CachedBatches:
+    """Batches read from the decode cache and augmented a batch at a time on `device`: the same plan,
+    sharding and (epoch, step) positioning as ImageBatches, and every draw a pure function of (seed, epoch,
+    sample). The host half (memmap read, draws) runs one batch ahead in a thread where it overlaps (`prefetch`:
+    on by default on a GPU); on a GPU the uint8 batch goes from pinned memory on a side stream, so the next
+    batch's copy overlaps this one's step."""
+
+    def __init__(self, images: CachedImages, plan: BatchPlan, seed: int, device: torch.device | None = None,
+                 prefetch: bool | None = None, indexed: bool = False, workers: int | None = None):
+        self.images, self.plan, self.seed = images, plan, seed
+        self.device = device or torch.device("cpu")
+        self.workers = workers or (resolve_workers("auto") if self.device.type == "cuda" else 1)
+        self.prefetch = self.device.type == "cuda" if prefetch is None else prefetch
+        self.indexed, self.train = indexed, not images.exact
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.plan.set_epoch(epoch, start_step)
+
+    def __len__(self):
+        return len(self.plan)
+
+    def _host(self, keys):
+        pos = np.fromiter((i for _, i in keys), dtype=np.int64, count=len(keys))
+        mode, x, d, hw = self.images.read(pos, self.seed, keys[0][0], self.device, self.train)
+        y = self.images.labels[torch.from_numpy(pos)]
+        if self.device.type == "cuda":
+            y = y.pin_memory()
+        return mode, x, y, d, hw, pos
+
+    def __iter__(self):
+        hosts = (ahead(self._host, self.plan, self.workers, 2 * self.workers) if self.prefetch else
+                 (self._host(keys) for keys in self.plan))
+        if self.device.type != "cuda":
+            for h in hosts:
+                yield self._finish(h, h[1], h[2])
+            return
+        stream, pending = torch.cuda.Stream(self.device), None
+        for h in hosts:  # the next batch's copy is issued on a side stream before the current one trains
+            with torch.cuda.stream(stream):
+                x, y = h[1].to(self.device, non_blocking=True), h[2].to(self.device, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record(stream)
+            if pending is not None:
+                yield self._finish(*pending)
+            pending = (h, x, y, ready)
+        if pending is not None:
+            yield self._finish(*pending)
+
+    def _finish(self, h, x, y, ready=None):
+        mode, _, _, d, hw, pos = h
+        if ready is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(ready)
+            x.record_stream(current)
+            y.record_stream(current)
+        out = finish(mode, x, d, hw, self.images.recipe)
+        return (out, y, torch.from_numpy(pos)) if self.indexed else (out, y)
+
+
+def ahead(fn, items, workers: int = 1, depth: int = 2):
+    """fn(item) for each item, in order, computed by `workers` threads up to `depth` items ahead of the
+    consumer (numpy copies and torch kernels release the GIL). Stopping early cancels what is queued."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    ex = ThreadPoolExecutor(max(1, workers), thread_name_prefix="transferlearn-batches")
+    pending: deque = deque()
+    it = iter(items)
+    try:
+        for item in it:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= max(depth, workers):
+                break
+        while pending:
+            done = pending.popleft()
+            item = next(it, _END)
+            if item is not _END:
+                pending.append(ex.submit(fn, item))
+            yield done.result()
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()

@@ -6,7 +6,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from .. import checkpoint as ckpt_io
-from .config import NOT_RESULTS, RESUMABLE, TrainConfig, option_flag, options_hash
+from .config import LEGACY, NOT_RESULTS, RESUMABLE, TrainConfig, option_flag, options_hash
 from .state import STATE_VERSION
 
 
@@ -73,7 +73,7 @@ def resumed_config(ckpt: dict, given: dict) -> TrainConfig:
     """The run's own options, with the RESUMABLE ones in `given` applied; any other option in `given` that
     differs from the run's is an error naming it."""
     names = {f.name for f in fields(TrainConfig)}
-    stored = TrainConfig(**{k: v for k, v in ckpt["args"].items() if k in names})
+    stored = TrainConfig(**{**LEGACY, **{k: v for k, v in ckpt["args"].items() if k in names}})
     bad = [k for k, v in given.items() if k in names and k not in RESUMABLE and v is not None
            and not _same(k, v, getattr(stored, k))]
     if bad:
@@ -91,7 +91,7 @@ def check_same_options(ckpt: dict, cfg: TrainConfig) -> None:
     """--resume auto re-runs the whole command: its result-changing options must be the run's."""
     if ckpt.get("options_hash") == options_hash(cfg):
         return
-    stored = ckpt.get("args", {})
+    stored = {**LEGACY, **ckpt.get("args", {})}
     diff = [k for k, v in asdict(cfg).items() if k not in NOT_RESULTS and not _same(k, v, stored.get(k))]
     raise ResumeError(f"--resume auto: {Path(cfg.project) / (cfg.name or cfg.mode)} was trained with other "
                       f"options ({', '.join(f'{option_flag(k)} {stored.get(k)} (now {getattr(cfg, k)})' for k in diff)}); "
