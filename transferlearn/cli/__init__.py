@@ -32,9 +32,9 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from transferlearn.data import DatasetError
+    from transferlearn.data.loading import DatasetError
     from transferlearn.models import WeightsError
-    from transferlearn.runs import RunInUse
+    from transferlearn.runs.folders import RunInUse
     try:
         return args.func(args) or 0
     except (DatasetError, WeightsError, FileNotFoundError, ValueError, RunInUse) as e:

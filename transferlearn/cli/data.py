@@ -7,7 +7,7 @@ import sys
 
 
 def _check(args) -> int:
-    from transferlearn import datacheck
+    from transferlearn.datatools import check as datacheck
 
     if args.undo:
         res = datacheck.undo(args.undo)
@@ -32,7 +32,7 @@ def _check(args) -> int:
 
 
 def _split(args) -> int:
-    from transferlearn.split import format_counts, split_folder
+    from transferlearn.datatools.split import format_counts, split_folder
 
     res = split_folder(args.src, args.dst, val=args.val, test=args.test, seed=args.seed, link=args.link,
                        force=args.force, progress=not args.quiet)
@@ -46,7 +46,7 @@ def _split(args) -> int:
 
 
 def _get(args) -> int:
-    from transferlearn.datasets import DatasetGetError, get
+    from transferlearn.datatools.get import DatasetGetError, get
 
     try:
         out = get(args.name, args.dir, from_path=args.from_path, force=args.force, no_verify=args.no_verify,
@@ -108,7 +108,7 @@ def add_parser(sub) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_split)
 
-    from transferlearn.datasets import DATASETS
+    from transferlearn.datatools.get import DATASETS
 
     g = dsub.add_parser("get", help="download a known dataset as train/val class folders",
                         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -5,7 +5,7 @@ from __future__ import annotations
 def _eval(args) -> int:
     import sys
 
-    from transferlearn.evaluate import evaluate
+    from transferlearn.evaluation.evaluate import evaluate
     try:
         evaluate(args.checkpoint, args.data, split=args.split, out=args.out, embed=args.embed,
                  batch_size=args.batch_size, workers=args.workers, device=args.device, top_k=args.top_k,

@@ -16,7 +16,7 @@ def _export(args) -> int:
 def _export_run(args) -> int:
     import time
 
-    from transferlearn.export import export
+    from transferlearn.inference.export import export
     t0 = time.perf_counter()
     try:
         r = export(args.checkpoint, args.format, args.output, dynamic_batch=args.dynamic_batch,

@@ -15,7 +15,7 @@ def _predict(args) -> int:
 
 
 def _predict_run(args) -> int:
-    from transferlearn.predict import (Classifier, collect_paths, format_table, plot_name, plot_prediction,
+    from transferlearn.inference.predict import (Classifier, collect_paths, format_table, plot_name, plot_prediction,
                                        summarize, write_csv, write_json)
 
     clf = Classifier.load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads)

@@ -12,7 +12,7 @@ def _serve(args) -> int:
 
 
 def _serve_run(args) -> int:
-    from transferlearn.serve import run
+    from transferlearn.inference.serve import run
     run(args.checkpoint, host=args.host, port=args.port, max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=int(args.max_megapixels * 1_000_000), cam_method=args.cam_method, device=args.device)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE
+from transferlearn.data.loading import AUGMENT_PRESETS, SMALL_IMAGE
 from transferlearn.models import INITS, list_archs
 from transferlearn.modes import DEFAULTS, MODES
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def _batch(args) -> int:
-    from transferlearn.visualize import visualize_batch
+    from transferlearn.evaluation.visualize import visualize_batch
     path = visualize_batch(args.data, args.out, n=args.n, img_size=args.img_size, arch=args.arch,
                            checkpoint=args.checkpoint, seed=args.seed, augment=args.augment,
                            in_channels=args.in_channels)
@@ -12,7 +12,7 @@ def _batch(args) -> int:
 
 
 def _predictions(args) -> int:
-    from transferlearn.visualize import visualize_predictions
+    from transferlearn.evaluation.visualize import visualize_predictions
     path = visualize_predictions(args.checkpoint, args.data, out=args.out, split=args.split, n=args.n,
                                  seed=args.seed)
     print(f"wrote {path}")
@@ -20,7 +20,7 @@ def _predictions(args) -> int:
 
 
 def add_parser(sub) -> None:
-    from transferlearn.data import AUGMENT_PRESETS
+    from transferlearn.data.loading import AUGMENT_PRESETS
     from transferlearn.models import list_archs
 
     p = sub.add_parser("visualize", help="image grids: an augmented training batch, or predictions",

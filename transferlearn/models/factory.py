@@ -38,7 +38,7 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
     if in_channels not in (1, 3):
         raise ModelError(f"--in-channels {in_channels}: use 1 (grayscale) or 3 (colour)")
     if weights not in ("imagenet", "none") and str(weights).lower().endswith(".ckpt"):
-        from ..mindspore import create_from_mindspore
+        from .mindspore import create_from_mindspore
         model = create_from_mindspore(arch, num_classes, weights, log=log)
         set_in_channels(model.backbone, in_channels)
         _check_sizes(model, arch, img_size, in_channels)
@@ -48,7 +48,7 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
         raise _no_weights(spec)
     net = spec.build()
     if variant:
-        from ..mindspore import apply_variant
+        from .mindspore import apply_variant
         apply_variant(net, variant)
     file_sd = None
     if weights == "imagenet":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .. import checkpoint as ckpt_io
+from ..runs import checkpoint as ckpt_io
 from .config import NOT_RESULTS, RESUMABLE, TrainConfig, option_flag, options_hash
 from .state import STATE_VERSION
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import checkpoint as ckpt_io
+from ..runs import checkpoint as ckpt_io
 from ..data import balance_report, balance_setup, find_splits, preprocess_config, resolve_workers
 from ..models import create_model, get_spec
 from ..modes import backbone_frozen

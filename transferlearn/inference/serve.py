@@ -20,7 +20,7 @@ import time
 
 from PIL import Image, UnidentifiedImageError
 
-from .files import to_rgb
+from ..data.files import to_rgb
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -209,7 +209,7 @@ def create_app(checkpoint, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int =
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
     return __version__
 
 

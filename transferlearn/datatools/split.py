@@ -14,8 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import VAL_NAMES, DatasetError, stratified_split3
-from .files import list_class_dirs, list_images
+from ..data.loading import VAL_NAMES, DatasetError, stratified_split3
+from ..data.files import list_class_dirs, list_images
 
 MANIFEST = "split_manifest.csv"
 COUNTS = "split_counts.csv"

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from .files import is_image_file, list_images, load_rgb, to_channels, to_rgb
+from ..data.files import is_image_file, list_images, load_rgb, to_channels, to_rgb
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -294,8 +294,8 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "Classifier":
-        from .checkpoint import load_model
-        from .data import eval_transform
+        from ..runs.checkpoint import load_model
+        from ..data.loading import eval_transform
         model, ckpt = load_model(path, device=device)
         meta = {k: ckpt.get(k) for k in ("arch", "mode", "metrics", "versions")}
         clf = cls(TorchBackend(model, device), ckpt["classes"], ckpt["preprocess"],
@@ -343,7 +343,7 @@ class Classifier:
         """Stream predictions for image files, batch by batch (order kept, unreadable files skipped)."""
         from torch.utils.data import DataLoader
 
-        from .data import resolve_workers
+        from ..data.loading import resolve_workers
         n_batches = -(-len(paths) // max(batch_size, 1))
         n_workers = 0 if n_batches <= 1 else min(resolve_workers(workers), n_batches)
         loader = DataLoader(_FileDataset(paths, self.transform), batch_size=batch_size, shuffle=False,
@@ -506,7 +506,7 @@ def summarize(preds: Sequence[Prediction]) -> dict[str, int]:
 def plot_prediction(pred: Prediction, classes: Sequence[str], preprocess: dict, path: str | os.PathLike,
                     image: Image.Image | None = None, max_bars: int = 20) -> Path:
     """The image (dashed: the center crop the model sees) beside a bar chart of class confidences."""
-    from .plots import plt  # Agg backend and CJK font already set up there
+    from ..reporting.plots import plt  # Agg backend and CJK font already set up there
     img = image if image is not None else load_rgb(pred.path)
     probs = pred.probs if pred.probs is not None else np.array([dict(pred.topk).get(c, 0.0) for c in classes])
     order = np.argsort(-probs, kind="stable")[:max_bars][::-1]

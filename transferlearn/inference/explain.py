@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .files import load_rgb, to_rgb
+from ..data.files import load_rgb, to_rgb
 from .predict import crop_for_display
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam")
@@ -101,7 +101,7 @@ class Explainer:
 
     def __init__(self, model: nn.Module, classes: Sequence[str], preprocess: dict, method: str = "gradcam",
                  arch: str | None = None, target_layer: str | None = None):
-        from .data import eval_transform
+        from ..data.loading import eval_transform
         self.model = model.eval()
         self.classes = list(classes)
         self.preprocess = preprocess
@@ -120,7 +120,7 @@ class Explainer:
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, method: str = "gradcam", device: str = "cpu",
              target_layer: str | None = None) -> "Explainer":
-        from .checkpoint import load_model
+        from ..runs.checkpoint import load_model
         model, ckpt = load_model(checkpoint, device=device)
         return cls(model, ckpt["classes"], ckpt["preprocess"], method, ckpt["arch"], target_layer)
 
@@ -164,7 +164,7 @@ class Explainer:
 
 def save_explanation(exp: Explanation, path: str | os.PathLike, title: str | None = None) -> Path:
     """PNG: the crop the model sees, and the CAM overlaid on it, titled with class and confidence."""
-    from .plots import plt
+    from ..reporting.plots import plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4.4))
     a.imshow(exp.image)
     a.set_title(title or "input", fontsize=10)

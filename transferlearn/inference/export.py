@@ -42,7 +42,7 @@ def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
 
 
 def export_metadata(ckpt: dict) -> dict:
-    from . import __version__
+    from .. import __version__
     return {"format": "transferlearn-export/1", "classes": list(ckpt["classes"]), "preprocess": ckpt["preprocess"],
             "arch": ckpt.get("arch"), "mode": ckpt.get("mode"), "num_classes": len(ckpt["classes"]),
             "input": INPUT_NAME, "output": OUTPUT_NAME, "output_kind": "logits",
@@ -55,7 +55,7 @@ def export_metadata(ckpt: dict) -> dict:
 
 def sample_images(ckpt: dict, n: int = 8, seed: int = 0) -> list[str]:
     """Up to n real images for verification: from the checkpoint's data folder (val/ first)."""
-    from .files import list_images
+    from ..data.files import list_images
     data = (ckpt.get("args") or {}).get("data")
     if not data or not Path(data).is_dir():
         return []
@@ -74,8 +74,8 @@ def _channels(ckpt: dict) -> int:
 
 
 def _inputs(paths: Sequence[str], pre: dict) -> tuple[torch.Tensor, list[str]]:
-    from .data import eval_transform
-    from .files import load_rgb
+    from ..data.loading import eval_transform
+    from ..data.files import load_rgb
     tf = eval_transform(pre)
     xs, used = [], []
     for p in paths:
@@ -199,12 +199,12 @@ def export(checkpoint: str | os.PathLike, fmt: str = "onnx", output: str | os.Pa
            dynamic_batch: bool = False, images: Sequence[str] | None = None, tolerance: float = 1e-3,
            opset: int = 18) -> ExportReport:
     """Export `checkpoint` (a .pt file or run folder) and verify it; raises if outputs differ > tolerance."""
-    from .checkpoint import load_model
+    from ..runs.checkpoint import load_model
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     out = Path(output) if output else default_output(checkpoint, fmt)
     if fmt == "mindspore":
-        from .mindspore import export_mindspore
+        from ..models.mindspore import export_mindspore
         from .predict import collect_paths
         report = export_mindspore(checkpoint, out, images=collect_paths(images)[0] if images else [])
         if not report.max_abs_diff <= tolerance:

@@ -13,7 +13,7 @@ import html
 import json
 from pathlib import Path
 
-from .runs import read_csv
+from ..runs.folders import read_csv
 
 CSS = """
 body{font-family:"Noto Sans CJK SC","Noto Sans",system-ui,-apple-system,"Segoe UI",Roboto,"PingFang SC",

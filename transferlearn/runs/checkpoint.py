@@ -29,7 +29,7 @@ class CheckpointError(ValueError):
 def versions() -> dict:
     import torchvision
 
-    from . import __version__
+    from .. import __version__
     return {"transferlearn": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "python": platform.python_version()}
 
@@ -112,7 +112,7 @@ def load(path: str | os.PathLike) -> dict:
 
 def load_model(path: str | os.PathLike, device: str = "cpu"):
     """(model in eval mode, checkpoint dict) from a checkpoint file or run folder."""
-    from .models import create_model
+    from ..models import create_model
 
     ckpt = load(path)
     # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME), input channels and

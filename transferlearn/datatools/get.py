@@ -36,8 +36,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .data import VAL_NAMES
-from .files import is_hidden
+from ..data.loading import VAL_NAMES
+from ..data.files import is_hidden
 
 SOURCE_FILE = "transferlearn_source.json"
 

@@ -74,7 +74,7 @@ def check_fit(path, sd: dict, net: torch.nn.Module, ignore=("fc.",)) -> None:
 def create_from_mindspore(arch: str, num_classes: int, path: str | os.PathLike,
                           log: Callable[[str], None] = print):
     """TransferNet `arch` with the weights of a MindSpore .ckpt, rebuilt as the MindSpore variant."""
-    from ..models import WeightsError, create_model
+    from .. import WeightsError, create_model
     w = load_resnet(path)
     found = resnet.describe(w.config)
     want = resnet.TORCHVISION.get(arch)
@@ -184,8 +184,8 @@ def _meta(ckpt: dict) -> dict:
 
 def export_mindspore(checkpoint: str | os.PathLike, output: str | os.PathLike, images=(), style: str | None = None):
     """Write a run's model as a MindSpore .ckpt, read it back and compare logits; returns ExportReport."""
-    from ..checkpoint import load_model
-    from ..export import ExportReport, _inputs, sample_images
+    from ...runs.checkpoint import load_model
+    from ...inference.export import ExportReport, _inputs, sample_images
     model, ckpt = load_model(checkpoint)
     images = list(images) or sample_images(ckpt)
     sd, variant, _ = _torch_state_dict(Path(checkpoint) / "best.pt" if Path(checkpoint).is_dir()

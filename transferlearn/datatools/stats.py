@@ -5,9 +5,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .data import VAL_NAMES, DatasetError
-from .files import list_class_dirs, list_images
-from .runs import write_json
+from ..data.loading import VAL_NAMES, DatasetError
+from ..data.files import list_class_dirs, list_images
+from ..runs.folders import write_json
 
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # from the file header
@@ -47,7 +47,7 @@ def dataset_stats(root: str | Path, out: str | Path, log=print) -> dict:
     """class_counts.png, image_sizes.png and stats.json in `out`; returns the statistics."""
     import numpy as np
 
-    from . import plots
+    from ..reporting import plots
 
     classes, splits = scan_splits(root)
     out = Path(out)

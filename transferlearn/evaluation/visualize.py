@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import ImageDataset, channels_of, default_augment, find_splits, preprocess_config, train_transform
-from .models import get_spec
+from ..data.loading import ImageDataset, channels_of, default_augment, find_splits, preprocess_config, train_transform
+from ..models import get_spec
 
 
 def denormalize(x, mean, std) -> np.ndarray:
@@ -24,11 +24,11 @@ def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: in
 
     Preprocessing (size, mean, std) and the augmentation preset come from `checkpoint` when given,
     else from `arch`, `img_size` and `augment` (default: standard)."""
-    from . import plots
+    from ..reporting import plots
 
     splits = find_splits(data, val_split, seed)
     if checkpoint:
-        from .checkpoint import load
+        from ..runs.checkpoint import load
         ck = load(checkpoint)
         pre = ck["preprocess"]
         augment = augment or ck.get("augment") or "standard"
@@ -61,8 +61,8 @@ def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | P
                           split: str = "val", n: int = 32, seed: int = 0, batch_size: int = 32,
                           workers: int = 0) -> Path:
     """A grid of `n` random images of `split` with predicted and true labels; mistakes in red."""
-    from . import plots
-    from .checkpoint import load_model
+    from ..reporting import plots
+    from ..runs.checkpoint import load_model
     from .evaluate import _thumb, predict_folder, resolve_samples
 
     model, ckpt = load_model(checkpoint)

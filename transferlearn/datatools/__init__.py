@@ -1,0 +1,17 @@
+"""`transferlearn data ...` and `demo`: tools over the user's dataset folders, which they never modify.
+
+- check.py  `data check`: corrupt, duplicate, leaking and junk files; --fix moves them to a quarantine
+- split.py  `data split`: a folder of class folders -> train/val/test, stratified and seeded
+- get.py    `data get`: download, verify and convert known datasets into class folders
+- stats.py  `data stats`: images per class, image sizes, grey or colour
+- demo.py   `demo`: the three modes compared on a Fashion-MNIST subset, offline
+"""
+from ..lazy import face
+
+__getattr__, __dir__, __all__ = face(__name__, {
+    "check": ("check", "format_report", "fix", "undo"),
+    "split": ("split_folder", "format_counts"),
+    "get": ("get", "DATASETS", "list_datasets"),
+    "stats": ("dataset_stats",),
+    "demo": ("run_demo",),
+})
