@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from transferlearn.data.loading import DatasetError
+    from transferlearn.data import DatasetError
     from transferlearn.models import WeightsError
     from transferlearn.runs.folders import RunInUse
     try:

@@ -108,7 +108,7 @@ def add_parser(sub) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_split)
 
-    from transferlearn.datatools.get import DATASETS
+    from transferlearn.datatools.sources import DATASETS
 
     g = dsub.add_parser("get", help="download a known dataset as train/val class folders",
                         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from transferlearn.data.loading import AUGMENT_PRESETS, SMALL_IMAGE
-from transferlearn.models import INITS, list_archs
+from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE
+from transferlearn.models import BUILTIN_ARCHS, INITS
 from transferlearn.modes import DEFAULTS, MODES
 
 _DEFAULTS_HELP = "; ".join(f"{m}: {d.optimizer} lr={d.lr:g} wd={d.weight_decay:g} {d.scheduler}"
@@ -43,7 +43,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="warn when the largest class has more than this many times the smallest's images")
     g = p.add_argument_group("model")
     g.add_argument("--arch", default="resnet18", metavar="NAME",
-                   help=f"ours: {' '.join(list_archs())}; any torchvision classification model by name "
+                   help=f"ours: {' '.join(BUILTIN_ARCHS)}; any torchvision classification model by name "
                         "(convnext_tiny, vit_b_16, vgg16 ...); timm:NAME for timm's "
                         "(timm:vit_small_patch16_224.augreg_in21k_ft_in1k). List: `transferlearn models`")
     g.add_argument("--weights", default=None,

@@ -2,7 +2,8 @@
 
 - check.py  `data check`: corrupt, duplicate, leaking and junk files; --fix moves them to a quarantine
 - split.py  `data split`: a folder of class folders -> train/val/test, stratified and seeded
-- get.py    `data get`: download, verify and convert known datasets into class folders
+- sources.py  the datasets `data get` knows (URLs, checksums, classes); declarations only
+- get.py    `data get`: download, verify and convert them into class folders
 - stats.py  `data stats`: images per class, image sizes, grey or colour
 - demo.py   `demo`: the three modes compared on a Fashion-MNIST subset, offline
 """
@@ -11,7 +12,8 @@ from ..lazy import face
 __getattr__, __dir__, __all__ = face(__name__, {
     "check": ("check", "format_report", "fix", "undo"),
     "split": ("split_folder", "format_counts"),
-    "get": ("get", "DATASETS", "list_datasets"),
+    "sources": ("DATASETS", "list_datasets", "dataset_spec"),
+    "get": ("get",),
     "stats": ("dataset_stats",),
     "demo": ("run_demo",),
 })

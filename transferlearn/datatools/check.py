@@ -27,8 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.loading import VAL_NAMES
-from ..data.files import IMAGE_EXTENSIONS, is_hidden, list_class_dirs, to_rgb
+from ..data import IMAGE_EXTENSIONS, VAL_NAMES, is_hidden, list_class_dirs, to_rgb
 
 SPLIT_NAMES = ("train", *VAL_NAMES, "test")
 

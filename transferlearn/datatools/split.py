@@ -14,8 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.loading import VAL_NAMES, DatasetError, stratified_split3
-from ..data.files import list_class_dirs, list_images
+from ..data import VAL_NAMES, DatasetError, list_class_dirs, list_images, stratified_split3
 
 MANIFEST = "split_manifest.csv"
 COUNTS = "split_counts.csv"

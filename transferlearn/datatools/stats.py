@@ -5,8 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.loading import VAL_NAMES, DatasetError
-from ..data.files import list_class_dirs, list_images
+from ..data import VAL_NAMES, DatasetError, list_class_dirs, list_images
 from ..runs.folders import write_json
 
 

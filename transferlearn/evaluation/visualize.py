@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.loading import ImageDataset, channels_of, default_augment, find_splits, preprocess_config, train_transform
+from ..data import ImageDataset, channels_of, default_augment, find_splits, preprocess_config, train_transform
 from ..models import get_spec
 
 

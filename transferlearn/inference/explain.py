@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data.files import load_rgb, to_rgb
+from ..data import load_rgb, to_rgb
 from .predict import crop_for_display
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam")
@@ -101,7 +101,7 @@ class Explainer:
 
     def __init__(self, model: nn.Module, classes: Sequence[str], preprocess: dict, method: str = "gradcam",
                  arch: str | None = None, target_layer: str | None = None):
-        from ..data.loading import eval_transform
+        from ..data import eval_transform
         self.model = model.eval()
         self.classes = list(classes)
         self.preprocess = preprocess

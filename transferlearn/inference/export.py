@@ -55,7 +55,7 @@ def export_metadata(ckpt: dict) -> dict:
 
 def sample_images(ckpt: dict, n: int = 8, seed: int = 0) -> list[str]:
     """Up to n real images for verification: from the checkpoint's data folder (val/ first)."""
-    from ..data.files import list_images
+    from ..data import list_images
     data = (ckpt.get("args") or {}).get("data")
     if not data or not Path(data).is_dir():
         return []
@@ -74,8 +74,7 @@ def _channels(ckpt: dict) -> int:
 
 
 def _inputs(paths: Sequence[str], pre: dict) -> tuple[torch.Tensor, list[str]]:
-    from ..data.loading import eval_transform
-    from ..data.files import load_rgb
+    from ..data import eval_transform, load_rgb
     tf = eval_transform(pre)
     xs, used = [], []
     for p in paths:

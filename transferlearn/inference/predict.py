@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from ..data.files import is_image_file, list_images, load_rgb, to_channels, to_rgb
+from ..data import is_image_file, list_images, load_rgb, to_channels, to_rgb
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -295,7 +295,7 @@ class Classifier:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "Classifier":
         from ..runs.checkpoint import load_model
-        from ..data.loading import eval_transform
+        from ..data import eval_transform
         model, ckpt = load_model(path, device=device)
         meta = {k: ckpt.get(k) for k in ("arch", "mode", "metrics", "versions")}
         clf = cls(TorchBackend(model, device), ckpt["classes"], ckpt["preprocess"],
@@ -343,7 +343,7 @@ class Classifier:
         """Stream predictions for image files, batch by batch (order kept, unreadable files skipped)."""
         from torch.utils.data import DataLoader
 
-        from ..data.loading import resolve_workers
+        from ..data import resolve_workers
         n_batches = -(-len(paths) // max(batch_size, 1))
         n_workers = 0 if n_batches <= 1 else min(resolve_workers(workers), n_batches)
         loader = DataLoader(_FileDataset(paths, self.transform), batch_size=batch_size, shuffle=False,

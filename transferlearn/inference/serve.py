@@ -20,7 +20,7 @@ import time
 
 from PIL import Image, UnidentifiedImageError
 
-from ..data.files import to_rgb
+from ..data import to_rgb
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
