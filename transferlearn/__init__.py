@@ -17,7 +17,7 @@ _moved.install()
 
 # name -> the module it comes from, imported on first use so `import transferlearn` stays cheap (no torch)
 _API = {"train": "transferlearn.train", "compare": "transferlearn.train", "TrainConfig": "transferlearn.train",
-        "load_model": "transferlearn.runs.checkpoint", "Classifier": "transferlearn.inference.predict",
+        "load_model": "transferlearn.models", "Classifier": "transferlearn.inference.predict",
         "create_model": "transferlearn.models", "list_archs": "transferlearn.models"}
 
 

@@ -16,7 +16,6 @@ import types
 MOVED = {
     "transferlearn.files": "transferlearn.data.files",
     "transferlearn.cache": "transferlearn.data.cache",
-    "transferlearn.checkpoint": "transferlearn.runs.checkpoint",
     "transferlearn.evaluate": "transferlearn.evaluation.evaluate",
     "transferlearn.metrics": "transferlearn.evaluation.metrics",
     "transferlearn.visualize": "transferlearn.evaluation.visualize",
@@ -39,6 +38,7 @@ MOVED = {
 GATHERED = {
     "transferlearn.trainer": ("transferlearn.train", "transferlearn.train.trainer"),
     "transferlearn.engine": ("transferlearn.train.loop", "transferlearn.train.state"),
+    "transferlearn.checkpoint": ("transferlearn.runs.checkpoint", "transferlearn.models.factory"),
 }
 
 

@@ -46,14 +46,10 @@ def _split(args) -> int:
 
 
 def _get(args) -> int:
-    from transferlearn.datatools.get import DatasetGetError, get
+    from transferlearn.datatools.get import get
 
-    try:
-        out = get(args.name, args.dir, from_path=args.from_path, force=args.force, no_verify=args.no_verify,
-                  progress=not args.quiet)
-    except DatasetGetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = get(args.name, args.dir, from_path=args.from_path, force=args.force, no_verify=args.no_verify,
+              progress=not args.quiet)
     print(f"{args.name} is in {out}\ncheck it with: transferlearn data check {out}\n"
           f"train on it with: transferlearn train --data {out}")
     return 0

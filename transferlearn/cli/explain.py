@@ -1,19 +1,10 @@
 """`transferlearn explain CHECKPOINT IMAGE...`"""
 from __future__ import annotations
 
-from transferlearn.cli.extras import missing_extra
-
 import sys
 
 
 def _explain(args) -> int:
-    try:
-        return _explain_run(args)
-    except ModuleNotFoundError as e:
-        return missing_extra(e, "explain")
-
-
-def _explain_run(args) -> int:
     from pathlib import Path
 
     from transferlearn.inference.explain import Explainer, save_explanation

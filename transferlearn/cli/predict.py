@@ -1,20 +1,11 @@
 """`transferlearn predict CHECKPOINT PATH...`"""
 from __future__ import annotations
 
-from transferlearn.cli.extras import missing_extra
-
 import sys
 import time
 
 
 def _predict(args) -> int:
-    try:
-        return _predict_run(args)
-    except ModuleNotFoundError as e:
-        return missing_extra(e, "export")
-
-
-def _predict_run(args) -> int:
     from transferlearn.inference.predict import (Classifier, collect_paths, format_table, plot_name, plot_prediction,
                                        summarize, write_csv, write_json)
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..errors import ImageTooLarge
+
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 
 # Names that operating systems, archivers and notebooks leave behind; never classes, never samples.
@@ -75,10 +78,6 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode != "RGB":
         im = im.convert("RGB")
     return im
-
-
-class ImageTooLarge(ValueError):
-    """More pixels than any training image needs: a decompression bomb, or a scan to downsize first."""
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

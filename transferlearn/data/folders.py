@@ -11,13 +11,10 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DatasetError
 from .files import IMAGE_EXTENSIONS, list_class_dirs, list_images
 
 VAL_NAMES = ("val", "valid", "validation")
-
-
-class DatasetError(ValueError):
-    """The data folder is not usable as given; the message names the path and the fix."""
 
 
 @dataclass

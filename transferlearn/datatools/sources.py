@@ -7,19 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import ChecksumError, DatasetGetError, UnsafeArchiveError  # noqa: F401  (raised by get.py)
+
 SOURCE_FILE = "transferlearn_source.json"
-
-
-class DatasetGetError(RuntimeError):
-    """A dataset cannot be fetched or converted; the message says what to do."""
-
-
-class ChecksumError(DatasetGetError):
-    pass
-
-
-class UnsafeArchiveError(DatasetGetError):
-    pass
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 
 from ..runs import checkpoint as ckpt_io
 from . import metrics as M
+from ..errors import MissingExtra
 from ..data import VAL_NAMES, DatasetError, ImageDataset, scan, collate_skip_none, eval_transform, find_splits
 from ..data import list_class_dirs, load_rgb
 from ..runs.folders import write_csv, write_json
@@ -154,7 +155,7 @@ def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.nd
         try:
             import umap
         except ImportError as e:
-            raise ImportError("--embed umap needs umap-learn: pip install umap-learn (or use --embed tsne)") from e
+            raise MissingExtra("--embed umap needs umap-learn: pip install umap-learn (or use --embed tsne)") from e
         return umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed).fit_transform(x)
 
 
@@ -238,7 +239,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
     if embed == "umap":
         import importlib.util
         if importlib.util.find_spec("umap") is None:  # fail before the slow part, not after it
-            raise ImportError("--embed umap needs umap-learn: pip install umap-learn (or use --embed tsne)")
+            raise MissingExtra("--embed umap needs umap-learn: pip install umap-learn (or use --embed tsne)")
     dev = pick_device(device)
     model, ckpt = ckpt_io.load_model(checkpoint, device=str(dev))
     classes = list(ckpt["classes"])

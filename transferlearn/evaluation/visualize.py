@@ -62,7 +62,7 @@ def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | P
                           workers: int = 0) -> Path:
     """A grid of `n` random images of `split` with predicted and true labels; mistakes in red."""
     from ..reporting import plots
-    from ..runs.checkpoint import load_model
+    from ..models import load_model
     from .evaluate import _thumb, predict_folder, resolve_samples
 
     model, ckpt = load_model(checkpoint)

@@ -120,7 +120,7 @@ class Explainer:
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, method: str = "gradcam", device: str = "cpu",
              target_layer: str | None = None) -> "Explainer":
-        from ..runs.checkpoint import load_model
+        from ..models import load_model
         model, ckpt = load_model(checkpoint, device=device)
         return cls(model, ckpt["classes"], ckpt["preprocess"], method, ckpt["arch"], target_layer)
 

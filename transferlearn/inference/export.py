@@ -198,12 +198,11 @@ def export(checkpoint: str | os.PathLike, fmt: str = "onnx", output: str | os.Pa
            dynamic_batch: bool = False, images: Sequence[str] | None = None, tolerance: float = 1e-3,
            opset: int = 18) -> ExportReport:
     """Export `checkpoint` (a .pt file or run folder) and verify it; raises if outputs differ > tolerance."""
-    from ..runs.checkpoint import load_model
+    from ..models import load_model
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     out = Path(output) if output else default_output(checkpoint, fmt)
     if fmt == "mindspore":
-        from ..models.mindspore import export_mindspore
         from .predict import collect_paths
         report = export_mindspore(checkpoint, out, images=collect_paths(images)[0] if images else [])
         if not report.max_abs_diff <= tolerance:
@@ -223,3 +222,38 @@ def export(checkpoint: str | os.PathLike, fmt: str = "onnx", output: str | os.Pa
         raise RuntimeError(f"exported {fmt} differs from PyTorch: max abs diff {worst:.3g} > {tolerance:g} "
                            f"({out})")
     return report
+
+
+def export_mindspore(checkpoint: str | os.PathLike, output: str | os.PathLike, images=(), style: str | None = None):
+    """Write a run's model as a MindSpore .ckpt, read it back and compare logits; returns ExportReport."""
+    from ..models import load_model
+    from ..models.mindspore import resnet
+    from ..models.mindspore.ckptio import write_ckpt
+    from ..models.mindspore.convert import META_TAG, ckpt_meta, load_into, load_resnet, to_mindspore, torch_state_dict
+    model, ckpt = load_model(checkpoint)
+    images = list(images) or sample_images(ckpt)
+    sd, variant, _ = torch_state_dict(Path(checkpoint) / "best.pt" if Path(checkpoint).is_dir()
+                                       else Path(checkpoint))
+    tensors, style = to_mindspore(sd, variant, style)
+    tensors[META_TAG] = json.dumps(ckpt_meta(ckpt), ensure_ascii=False)
+    out = write_ckpt(tensors, output)
+    checks = [f"MindSpore {style} names ({len(tensors) - 1} tensors + {META_TAG}); variant {variant or 'none'}"]
+    back = load_resnet(out)  # our reader, the same mapping backwards
+    same = all(torch.equal(back.state_dict[k], v) for k, v in sd.items() if not k.endswith("num_batches_tracked"))
+    checks.append(f"read back: {len(back.state_dict)} tensors, {'all' if same else 'NOT all'} bit-identical; "
+                  f"classes {back.meta['classes'] if back.meta else '?'}")
+    net = load_into(resnet.build(back.config, back.variant), back.state_dict)  # as MindSpore computes it
+    x, used = _inputs(images, ckpt["preprocess"])
+    if not used:
+        size = ckpt["preprocess"]["img_size"]
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        checks.append("verified on random noise (pass --images to use real ones)")
+    with torch.no_grad():
+        diff = float((net.eval()(x) - model.eval()(x)).abs().max())
+    if variant != back.variant:  # trained with torchvision's padding: MindSpore will compute something else
+        checks.append(f"warning: trained with {variant or 'torchvision'} padding/eps, but MindSpore computes these "
+                      f"{style} names as {back.variant!r}: its logits will differ by up to {diff:.3g} here "
+                      f"(train from a MindSpore .ckpt to get a matching network)")
+        diff = 0.0 if same else float("inf")
+    return ExportReport(path=out, format="mindspore", max_abs_diff=diff, pipeline_max_abs_diff=None, images=used,
+                        size_mb=out.stat().st_size / 2**20, checks=checks)

@@ -294,7 +294,7 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "Classifier":
-        from ..runs.checkpoint import load_model
+        from ..models import load_model
         from ..data import eval_transform
         model, ckpt = load_model(path, device=device)
         meta = {k: ckpt.get(k) for k in ("arch", "mode", "metrics", "versions")}

@@ -16,7 +16,7 @@ __getattr__, __dir__, __all__ = face(__name__, {
     "names": ("BUILTIN_ARCHS", "INITS"),
     "core": ("CHANNELS", "IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "HeadSplit", "ModelError", "TransferNet",
              "WeightsError", "first_conv", "init_weights", "set_in_channels", "split_head"),
-    "factory": ("check_input_size", "create_model"),
+    "factory": ("check_input_size", "create_model", "load_model"),
     "resolve": ("TIMM_PREFIX", "catalogue", "get_spec", "list_archs", "torchvision_names"),
     "weights": ("load_by_position", "load_lite0", "load_mobilenet_v2", "load_weights_file", "read_weights_file",
                 "timm_download", "torchvision_download"),

@@ -10,19 +10,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import ModelError, WeightsError
 from .names import INITS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNELS = (1, 3)
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights cannot be found or do not fit; the message says what to do."""
-
-
-class ModelError(ValueError):
-    """An architecture name, channel count or input size that cannot work; the message says what can."""
 
 
 class TransferNet(nn.Module):

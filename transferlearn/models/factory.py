@@ -1,11 +1,14 @@
-"""`create_model`: a name, a class count, weights (imagenet | none | PATH), input channels -> TransferNet."""
+"""`create_model`: a name, a class count, weights (imagenet | none | PATH), input channels -> TransferNet;
+`load_model`: a checkpoint file or run folder -> that TransferNet again, in eval mode."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ..runs import checkpoint
 from .core import (ArchSpec, ModelError, TransferNet, WeightsError, drop_aux_heads, init_weights, set_in_channels,
                    split_head)
 from .resolve import get_spec
@@ -122,3 +125,14 @@ def check_input_size(model: nn.Module, arch: str, size: int, channels: int = 3, 
     raise ModelError(f"--arch {arch} cannot take {size} px images: it needs {option} {need}"
                      f"{' (a fixed-size model)' if fixed else ''}. Pass {option} {low}"
                      f"{' (images are resized up to it)' if size < low else ''}, or pick another --arch.")
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu"):
+    """(model in eval mode, checkpoint dict) from a checkpoint file or run folder."""
+    ckpt = checkpoint.load(path)
+    # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME), input channels and
+    # the MindSpore variant
+    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none", variant=ckpt.get("variant"),
+                         in_channels=int(ckpt.get("preprocess", {}).get("channels", 3)))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt

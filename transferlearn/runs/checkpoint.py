@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError
+
+
 FORMAT = "transferlearn-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable checkpoint; the message names the file, what it is and what to do."""
 
 
 def versions() -> dict:
@@ -108,16 +107,3 @@ def load(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} is not a transferlearn checkpoint (no format tag {FORMAT!r}); "
                               f"a bare state_dict can be used with `train --weights {path}`")
     return ckpt
-
-
-def load_model(path: str | os.PathLike, device: str = "cpu"):
-    """(model in eval mode, checkpoint dict) from a checkpoint file or run folder."""
-    from ..models import create_model
-
-    ckpt = load(path)
-    # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME), input channels and
-    # the MindSpore variant
-    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none", variant=ckpt.get("variant"),
-                         in_channels=int(ckpt.get("preprocess", {}).get("channels", 3)))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import RunInUse
+
+
 RESULT_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
@@ -83,10 +86,6 @@ def claim_run_dir(project: str | os.PathLike, name: str, exist_ok: bool = False)
             return folder
         except FileExistsError:  # another process took it between the check and the mkdir: try the next
             continue
-
-
-class RunInUse(RuntimeError):
-    """Another live process is writing this run folder."""
 
 
 class RunLock:

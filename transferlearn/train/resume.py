@@ -6,12 +6,9 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from ..runs import checkpoint as ckpt_io
+from ..errors import ResumeError
 from .config import NOT_RESULTS, RESUMABLE, TrainConfig, option_flag, options_hash
 from .state import STATE_VERSION
-
-
-class ResumeError(ValueError):
-    """The run cannot be continued as asked; the message says why and what to do instead."""
 
 
 def run_folder(target: str | Path) -> Path:

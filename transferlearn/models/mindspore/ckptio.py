@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...errors import MindSporeCheckpointError
+
+
 CRC_MARK = b"crc_num"
 # first 4 bytes (little-endian uint32) of a file MindSpore encrypted with enc_key (utils/crypto.h)
 CIPHER_MAGIC = {0x7F3A5ED8: "AES-GCM", 0x7F3A5ED9: "AES-CBC", 0x7F3A5EDA: "SM4-CBC"}
@@ -46,10 +49,6 @@ WRITE_NAMES = {torch.float16: "Float16", torch.float32: "Float32", torch.float64
                torch.int64: "Int64", torch.uint8: "UInt8", torch.uint16: "UInt16", torch.uint32: "UInt32",
                torch.uint64: "UInt64", torch.bool: "Bool"}
 UNSUPPORTED = {"Int4": "a 4-bit quantised tensor (qint4x2, two values per byte)"}
-
-
-class MindSporeCheckpointError(ValueError):
-    """A .ckpt cannot be read or written; the message names the file, the problem and the fix."""
 
 
 _CLASSES = None

@@ -3,7 +3,7 @@
 - `load_resnet`: a .ckpt -> torchvision-named state_dict + the variant that computes what MindSpore does.
 - `create_from_mindspore`: what `create_model(..., weights="x.ckpt")` calls; the returned model carries
   `.variant`, which the trainer stores in our checkpoint so load_model/predict/export/serve rebuild it.
-- `convert`: .ckpt -> PyTorch state_dict and back.  `export_mindspore`: a run -> .ckpt, verified.
+- `convert`: .ckpt -> PyTorch state_dict and back (a run -> a verified .ckpt: inference/export.py).
 """
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def load_into(net: torch.nn.Module, sd: dict, path="weights") -> torch.nn.Module
 
 # ---------------------------------------------------------------- files
 
-def _torch_state_dict(path: Path) -> tuple[dict, str | None, dict | None]:
+def torch_state_dict(path: Path) -> tuple[dict, str | None, dict | None]:
     """(torchvision-named state_dict, variant or None, our checkpoint or None) from a .pt/.pth."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -167,49 +167,16 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, style: str | None = 
         return dst
     if dst.suffix.lower() != ".ckpt":
         raise MindSporeCheckpointError(f"convert: one side must be a MindSpore .ckpt (got {src.name} -> {dst.name})")
-    sd, variant, ckpt = _torch_state_dict(src)
+    sd, variant, ckpt = torch_state_dict(src)
     tensors, style = to_mindspore(sd, variant, style)
     if ckpt is not None:
-        tensors[META_TAG] = json.dumps(_meta(ckpt), ensure_ascii=False)
+        tensors[META_TAG] = json.dumps(ckpt_meta(ckpt), ensure_ascii=False)
     write_ckpt(tensors, dst, crc=crc)
     log(f"wrote {dst}: {len(tensors)} entries in MindSpore {style} names"
         f"{'' if variant else '; the source has torchvision padding, which no MindSpore ResNet uses exactly'}")
     return dst
 
 
-def _meta(ckpt: dict) -> dict:
+def ckpt_meta(ckpt: dict) -> dict:
     return {"arch": ckpt.get("arch"), "variant": ckpt.get("variant"), "classes": list(ckpt.get("classes") or []),
             "preprocess": ckpt.get("preprocess"), "mode": ckpt.get("mode")}
-
-
-def export_mindspore(checkpoint: str | os.PathLike, output: str | os.PathLike, images=(), style: str | None = None):
-    """Write a run's model as a MindSpore .ckpt, read it back and compare logits; returns ExportReport."""
-    from ...runs.checkpoint import load_model
-    from ...inference.export import ExportReport, _inputs, sample_images
-    model, ckpt = load_model(checkpoint)
-    images = list(images) or sample_images(ckpt)
-    sd, variant, _ = _torch_state_dict(Path(checkpoint) / "best.pt" if Path(checkpoint).is_dir()
-                                       else Path(checkpoint))
-    tensors, style = to_mindspore(sd, variant, style)
-    tensors[META_TAG] = json.dumps(_meta(ckpt), ensure_ascii=False)
-    out = write_ckpt(tensors, output)
-    checks = [f"MindSpore {style} names ({len(tensors) - 1} tensors + {META_TAG}); variant {variant or 'none'}"]
-    back = load_resnet(out)  # our reader, the same mapping backwards
-    same = all(torch.equal(back.state_dict[k], v) for k, v in sd.items() if not k.endswith("num_batches_tracked"))
-    checks.append(f"read back: {len(back.state_dict)} tensors, {'all' if same else 'NOT all'} bit-identical; "
-                  f"classes {back.meta['classes'] if back.meta else '?'}")
-    net = load_into(resnet.build(back.config, back.variant), back.state_dict)  # as MindSpore computes it
-    x, used = _inputs(images, ckpt["preprocess"])
-    if not used:
-        size = ckpt["preprocess"]["img_size"]
-        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-        checks.append("verified on random noise (pass --images to use real ones)")
-    with torch.no_grad():
-        diff = float((net.eval()(x) - model.eval()(x)).abs().max())
-    if variant != back.variant:  # trained with torchvision's padding: MindSpore will compute something else
-        checks.append(f"warning: trained with {variant or 'torchvision'} padding/eps, but MindSpore computes these "
-                      f"{style} names as {back.variant!r}: its logits will differ by up to {diff:.3g} here "
-                      f"(train from a MindSpore .ckpt to get a matching network)")
-        diff = 0.0 if same else float("inf")
-    return ExportReport(path=out, format="mindspore", max_abs_diff=diff, pipeline_max_abs_diff=None, images=used,
-                        size_mb=out.stat().st_size / 2**20, checks=checks)
