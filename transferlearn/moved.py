@@ -84,8 +84,16 @@ class MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return module
 
     def exec_module(self, module):
-        if module.__name__ != module.__spec__.name:  # an alias: give the module its own spec back
-            module.__spec__ = self.real_specs.pop(module.__spec__.name)
+        if module.__name__ == module.__spec__.name:  # a gathered module: nothing to run
+            return
+        old = module.__spec__.name
+        module.__spec__ = self.real_specs.pop(old)  # an alias: give the module its own spec back
+        # a moved package's submodules that are loaded already get their old names now: importing one
+        # through the finder would also set it as an attribute of the package, over a function of the
+        # same name (transferlearn.mindspore.convert, the function, beside the module convert.py)
+        for name, sub in list(sys.modules.items()):
+            if name.startswith(module.__name__ + "."):
+                sys.modules.setdefault(old + name[len(module.__name__):], sub)
 
 
 def install() -> None:

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..runs import checkpoint as ckpt_io
+from ..models import load_model
 from . import metrics as M
 from ..errors import MissingExtra
 from ..data import VAL_NAMES, DatasetError, ImageDataset, scan, collate_skip_none, eval_transform, find_splits
@@ -241,7 +241,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
         if importlib.util.find_spec("umap") is None:  # fail before the slow part, not after it
             raise MissingExtra("--embed umap needs umap-learn: pip install umap-learn (or use --embed tsne)")
     dev = pick_device(device)
-    model, ckpt = ckpt_io.load_model(checkpoint, device=str(dev))
+    model, ckpt = load_model(checkpoint, device=str(dev))
     classes = list(ckpt["classes"])
     samples, source = resolve_samples(data, split, classes, ckpt.get("args"))
     out = Path(out) if out else default_out_dir(checkpoint, split)

@@ -11,9 +11,23 @@
 - resume.py       finding and checking the checkpoint a run continues from
 - compare.py      the modes side by side
 """
+import sys
+import types
+
 from .callbacks import Callback
 from .compare import compare, format_comparison
 from .config import TrainConfig
 from .trainer import Trainer, TrainingInterrupted, train
 
 __all__ = ["Callback", "TrainConfig", "Trainer", "TrainingInterrupted", "compare", "format_comparison", "train"]
+
+
+class _CallablePackage(types.ModuleType):
+    """`transferlearn.train(...)` is the function: once this package is imported, Python binds
+    `transferlearn.train` to the package, so the package calls the function."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

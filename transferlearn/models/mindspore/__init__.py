@@ -10,6 +10,6 @@ __all__ = ["MindSporeCheckpointError", "read_ckpt", "write_ckpt", "MindSporeWeig
 
 def __getattr__(name):
     if name == "export_mindspore":
-        raise AttributeError("export_mindspore moved to transferlearn.inference.export (it verifies an export, "
+        raise ImportError("export_mindspore moved to transferlearn.inference.export (it verifies an export, "
                              "which is inference's work): from transferlearn.inference.export import export_mindspore")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
