@@ -98,7 +98,7 @@ def test_help_of_every_command_imports_no_torch():
 
 OLD_PATHS = ["transferlearn.files", "transferlearn.cache", "transferlearn.evaluate", "transferlearn.metrics",
              "transferlearn.visualize", "transferlearn.plots", "transferlearn.fonts", "transferlearn.report",
-             "transferlearn.datacheck", "transferlearn.split", "transferlearn.datasets", "transferlearn.datastats",
+             "transferlearn.split", "transferlearn.datasets", "transferlearn.datastats",
              "transferlearn.demo", "transferlearn.predict", "transferlearn.export", "transferlearn.explain",
              "transferlearn.serve", "transferlearn.mindspore", "transferlearn.mindspore.convert",
              "transferlearn.mindspore.ckptio"]
@@ -112,12 +112,13 @@ def test_an_old_import_path_gives_the_moved_module_itself(old):
 
 def test_old_paths_that_gathered_names_still_have_them():
     from transferlearn.checkpoint import load, load_model, save
+    from transferlearn.datacheck import check, fix, undo
     from transferlearn.data import DatasetError, eval_transform, find_splits, load_rgb
     from transferlearn.engine import TrainState, evaluate, train_one_epoch
     from transferlearn.models import create_model, get_spec
     from transferlearn.runs import RunLock, write_csv
     from transferlearn.trainer import TrainConfig, compare, pick_device, train
-    assert all(callable(f) for f in (load, load_model, save, eval_transform, find_splits, load_rgb, evaluate,
+    assert all(callable(f) for f in (check, fix, undo, load, load_model, save, eval_transform, find_splits, load_rgb, evaluate,
                                      train_one_epoch, create_model, get_spec, write_csv, compare, pick_device, train))
     assert issubclass(DatasetError, ValueError) and TrainState and RunLock and TrainConfig
     from transferlearn.mindspore import convert

@@ -22,7 +22,6 @@ MOVED = {
     "transferlearn.plots": "transferlearn.reporting.plots",
     "transferlearn.fonts": "transferlearn.reporting.fonts",
     "transferlearn.report": "transferlearn.reporting.report",
-    "transferlearn.datacheck": "transferlearn.datatools.check",
     "transferlearn.split": "transferlearn.datatools.split",
     "transferlearn.datasets": "transferlearn.datatools.get",
     "transferlearn.datastats": "transferlearn.datatools.stats",
@@ -39,6 +38,7 @@ GATHERED = {
     "transferlearn.trainer": ("transferlearn.train", "transferlearn.train.trainer"),
     "transferlearn.engine": ("transferlearn.train.loop", "transferlearn.train.state"),
     "transferlearn.checkpoint": ("transferlearn.runs.checkpoint", "transferlearn.models.factory"),
+    "transferlearn.datacheck": ("transferlearn.datatools.check", "transferlearn.datatools.quarantine"),
 }
 
 

@@ -7,10 +7,10 @@ import sys
 
 
 def _check(args) -> int:
-    from transferlearn.datatools import check as datacheck
+    from transferlearn.datatools import check as datacheck, quarantine
 
     if args.undo:
-        res = datacheck.undo(args.undo)
+        res = quarantine.undo(args.undo)
         return 0 if not (res["skipped"] or res["missing"]) else 1
     if not args.dir:
         raise ValueError("data check needs DIR (or --undo QUARANTINE_DIR)")
@@ -22,7 +22,7 @@ def _check(args) -> int:
         print(datacheck.format_report(report, max_list=10**9 if args.verbose else 20))
     if args.fix and not report.clean:
         log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-        moved = datacheck.fix(report, args.quarantine, log=log)
+        moved = quarantine.fix(report, args.quarantine, log=log)
         moved_paths = {m["original"] for m in moved}
         left = {p for k, p, _ in report.findings(datacheck.PROBLEM_KINDS + datacheck.WARNING_KINDS)} - moved_paths
         if left:

@@ -8,7 +8,8 @@ def _explain(args) -> int:
     from pathlib import Path
 
     from transferlearn.inference.explain import Explainer, save_explanation
-    from transferlearn.inference.predict import collect_paths, plot_name
+    from transferlearn.inference.outputs import plot_name
+    from transferlearn.inference.predict import collect_paths
 
     exp = Explainer.load(args.checkpoint, method=args.method, device=args.device, target_layer=args.layer)
     exp.class_index(args.target_class)  # fail early on an unknown class name

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .files import open_image, to_channels
+from .pixels import RESAMPLE, resized_shape
 
 CACHE_VERSION = 2  # 2: whole frame, variable shape (1: centre squares)
 
@@ -33,20 +34,6 @@ def default_cache_root() -> Path:
 
 
 MAX_ASPECT = 2.0  # a longer side beyond this many times the shorter one is centre-cropped to it
-
-
-def resized_shape(w: int, h: int, size: int, max_aspect: float | None = MAX_ASPECT) -> tuple[int, int]:
-    """(width, height) with the shorter side `size`, computed as torchvision's Resize(size) does, so that
-    eval's Resize on a cached image is the identity; the longer side capped at max_aspect * size (None: no cap)."""
-    short, long = (w, h) if w <= h else (h, w)
-    new_long = int(size * long / short)
-    if max_aspect is not None:
-        new_long = min(new_long, int(max_aspect * size))
-    return (size, new_long) if w <= h else (new_long, size)
-
-
-RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
-            "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
 
 
 def decode_resized(path: str, size: int, channels: int = 3, interpolation: str = "bilinear") -> np.ndarray:
@@ -61,7 +48,7 @@ def decode_resized(path: str, size: int, channels: int = 3, interpolation: str =
     full = resized_shape(w, h, size, max_aspect=None)
     if full != (w, h):
         im = im.resize(full, RESAMPLE.get(interpolation, Image.BILINEAR), reducing_gap=3.0)
-    nw, nh = resized_shape(w, h, size)
+    nw, nh = resized_shape(w, h, size, MAX_ASPECT)
     left, top = (full[0] - nw) // 2, (full[1] - nh) // 2
     a = np.asarray(im.crop((left, top, left + nw, top + nh)), dtype=np.uint8)
     return a[:, :, None] if a.ndim == 2 else a

@@ -23,7 +23,7 @@ from ..models import load_model
 from . import metrics as M
 from ..errors import MissingExtra
 from ..data import VAL_NAMES, DatasetError, ImageDataset, scan, collate_skip_none, eval_transform, find_splits
-from ..data import list_class_dirs, load_rgb
+from ..data import list_class_dirs, thumbnail
 from ..runs.folders import write_csv, write_json
 
 EMBED_METHODS = ("auto", "tsne", "umap", "none")
@@ -217,16 +217,6 @@ def write_confused_pairs(out: Path, pairs: list[dict]) -> None:
     write_csv(out / "confused_pairs.csv", rows, ["true", "predicted", "pair_count", "path", "confidence"])
 
 
-def _thumb(path: str, size: int = 192):
-    try:
-        im = load_rgb(path)
-    except Exception:
-        from PIL import Image
-        return Image.new("RGB", (size, size), (200, 200, 200))
-    im.thumbnail((size, size))
-    return im
-
-
 def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: str | Path | None = None,
              embed: str = "auto", batch_size: int = 32, workers: int | str = "auto", device: str = "auto",
              top_k: int = 5, num_mistakes: int = 24, report: bool = True,
@@ -275,7 +265,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
     plots.plot_per_class(pc, out / "per_class.png", title=f"F1 per class ({split}, macro F1 {m['macro']['f1']:.3f})")
     wrong = M.mistakes(preds.labels, preds.probs, num_mistakes)
     n_wrong = int((preds.pred != preds.labels).sum())
-    plots.plot_image_grid([_thumb(preds.paths[i]) for i in wrong],
+    plots.plot_image_grid([thumbnail(preds.paths[i]) for i in wrong],
                           [f"true: {classes[preds.labels[i]]}\npred: {classes[preds.pred[i]]} "
                            f"({preds.probs[i].max():.2f})\n{_short(preds.paths[i])}" for i in wrong],
                           out / "mistakes.png", colors=["red"] * len(wrong), ncols=6, cell=2.3,

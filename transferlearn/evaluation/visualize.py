@@ -63,7 +63,8 @@ def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | P
     """A grid of `n` random images of `split` with predicted and true labels; mistakes in red."""
     from ..reporting import plots
     from ..models import load_model
-    from .evaluate import _thumb, predict_folder, resolve_samples
+    from ..data import thumbnail
+    from .evaluate import predict_folder, resolve_samples
 
     model, ckpt = load_model(checkpoint)
     classes = ckpt["classes"]
@@ -78,7 +79,7 @@ def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | P
         out = (p if p.is_dir() else p.parent) / "predictions.png"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return plots.plot_image_grid([_thumb(p) for p in preds.paths], titles, out,
+    return plots.plot_image_grid([thumbnail(p) for p in preds.paths], titles, out,
                                  colors=["red" if w else "black" for w in wrong], ncols=8,
                                  title=f"{len(titles)} {split} images: {int(wrong.sum())} mistake"
                                        f"{'' if int(wrong.sum()) == 1 else 's'} (red)")

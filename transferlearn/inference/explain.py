@@ -17,8 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data import load_rgb, to_rgb
-from .predict import crop_for_display
+from ..data import crop_for_display, load_rgb, to_rgb
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam")
 
