@@ -61,6 +61,16 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--step-size", type=int, default=7, help="epochs between lr drops (step scheduler)")
     g.add_argument("--gamma", type=float, default=0.1, help="lr factor per drop (step scheduler)")
     g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--head-warmup", type=int, default=None, metavar="N",
+                   help="all-layers: first train the new head for N epochs on the frozen backbone's cached features "
+                        "(seconds), then fine-tune everything (linear probe, then fine-tune). "
+                        f"Default {DEFAULTS['all-layers'].head_warmup}; 0: off")
+    g.add_argument("--warmup-views", type=int, default=2,
+                   help="augmented views per training image for the head warm-up's features")
+    g.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="early stopping: stop when N evaluations in a row bring no better val accuracy (the best "
+                        "checkpoint is kept). Default by mode: "
+                        + ", ".join(f"{m} {d.patience}" for m, d in DEFAULTS.items()) + "; 0: train every epoch")
     g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"], default="auto",
                    help="mixed precision. auto: bf16 autocast on CPUs with AVX-512/AMX and on CUDA GPUs that "
                         "support it, fp16 on older GPUs, off elsewhere")

@@ -64,7 +64,10 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
         else:
             # user-set weights apply to the pretrained modes; scratch always starts from random init
             weights = None if mode == "scratch" or cfg.weights in (None, "imagenet", "none") else cfg.weights
+            # --head-warmup belongs to all-layers: the other modes keep their meaning (and their defaults)
+            warmup = cfg.head_warmup if mode == "all-layers" else None
             run_cfg = TrainConfig(**{**asdict(cfg), "mode": mode, "init": init, "weights": weights,
+                                     "head_warmup": warmup,
                                      "project": str(out_dir), "name": run, "exist_ok": True, "output": None,
                                      "resume": None})
             summaries[run] = train(run_cfg)

@@ -47,6 +47,9 @@ class TrainConfig:
     cache: bool = True  # decode + resize every image once into an on-disk uint8 cache
     cache_dir: str | None = None
     compile: bool = False  # torch.compile the trained module (minutes of compiling; pays on long GPU runs)
+    head_warmup: int | None = None  # all-layers: epochs of head training on frozen features first; None: mode's
+    warmup_views: int = 2  # augmented views per training image for the head warm-up's features
+    patience: int | None = None  # early stopping: evaluations without a better val acc; 0 never; None: mode's
     eval_interval: int = 1
     eval_start_epoch: int = 1
     sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (slower; see docs/distributed.md)
@@ -90,6 +93,13 @@ class TrainConfig:
             c.feature_cache = backbone_frozen(c.mode)
         if c.feature_cache and not backbone_frozen(c.mode):
             raise ValueError(f"--feature-cache needs a frozen backbone (mode last-layer), not {c.mode}")
+        c.head_warmup = d.head_warmup if c.head_warmup is None else c.head_warmup
+        c.patience = d.patience if c.patience is None else c.patience
+        if c.head_warmup < 0 or c.patience < 0 or c.warmup_views < 1:
+            raise ValueError("--head-warmup and --patience must be 0 (off) or more, --warmup-views at least 1")
+        if c.head_warmup and c.mode != "all-layers":
+            raise ValueError(f"--head-warmup trains the head on frozen pretrained features before fine-tuning: it "
+                             f"belongs to --mode all-layers, not {c.mode} (use --head-warmup 0)")
         if c.aug_views < 1:
             raise ValueError("--aug-views must be at least 1")
         if c.eval_interval < 1 or c.epochs < 1:

@@ -47,20 +47,28 @@ def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, d
     return ctx.gather_rows(feats, n), ctx.gather_rows(ok, n)
 
 
-def feature_batches(backbone, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int):
-    """(train FeatureBatches, val FeatureBatches): the setup step of a frozen backbone."""
+def extract_views(backbone, train, val, views: int, cfg, ctx: DistContext, device, amp: str):
+    """((train views [K, N, F], train labels), (val features [1, M, F], val labels)) of the readable images,
+    the same on every process."""
     (train_ds, train_labels, train_norm), (val_ds, val_labels, val_norm) = train, val
-    views, ok = [], None
-    for k in range(cfg.aug_views):
+    feats, ok = [], None
+    for k in range(views):
         f, ok_k = extract(backbone, train_ds, -(k + 1), ctx, device, amp, cfg.batch_size, cfg.seed,
-                          desc=f"features: train view {k + 1}/{cfg.aug_views}", quiet=cfg.quiet or not ctx.is_main,
+                          desc=f"features: train view {k + 1}/{views}", quiet=cfg.quiet or not ctx.is_main,
                           norm=train_norm)
-        views.append(f)
+        feats.append(f)
         ok = ok_k if ok is None else ok & ok_k
     labels = torch.tensor(train_labels, dtype=torch.long)[ok]
-    views_t = torch.stack(views)[:, ok]
     vf, vok = extract(backbone, val_ds, 0, ctx, device, amp, cfg.batch_size, cfg.seed, desc="features: val",
                       quiet=cfg.quiet or not ctx.is_main, norm=val_norm)
-    vl = torch.tensor(val_labels, dtype=torch.long)[vok]
-    train_plan, val_plan = batch_plans(labels.tolist(), len(vl), cfg, ctx, num_classes)
-    return FeatureBatches(views_t, labels, train_plan), FeatureBatches(vf[vok][None], vl, val_plan, pick_views=False)
+    return (torch.stack(feats)[:, ok], labels), (vf[vok][None], torch.tensor(val_labels, dtype=torch.long)[vok])
+
+
+def feature_batches(backbone, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int,
+                    views: int | None = None, plan_ctx: DistContext | None = None):
+    """(train FeatureBatches, val FeatureBatches): the setup step of a frozen backbone. `plan_ctx` shards the
+    batches (default: like the extraction, over this run's processes)."""
+    (tv, labels), (vf, vl) = extract_views(backbone, train, val, cfg.aug_views if views is None else views, cfg, ctx,
+                                           device, amp)
+    train_plan, val_plan = batch_plans(labels.tolist(), len(vl), cfg, plan_ctx or ctx, num_classes)
+    return FeatureBatches(tv, labels, train_plan), FeatureBatches(vf, vl, val_plan, pick_views=False)

@@ -39,6 +39,8 @@ class TrainState:
     history: list = field(default_factory=list)  # one dict per epoch (the rows of results.csv)
     train_seconds: float = 0.0
     images_seen: int = 0
+    warmup: dict | None = None  # what the head warm-up did (all-layers; train/warmup.py), once, before epoch 1
+    stopped_early: int = 0  # the epoch after which early stopping ended the run (0: it did not)
 
     def state_dict(self) -> dict:
         """The training state without the model weights (the checkpoint stores those next to it)."""
@@ -47,7 +49,7 @@ class TrainState:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "epoch": self.epoch, "progress": dict(self.progress), "best_acc": self.best_acc,
                 "best_epoch": self.best_epoch, "history": self.history, "train_seconds": self.train_seconds,
-                "images_seen": self.images_seen}
+                "images_seen": self.images_seen, "warmup": self.warmup, "stopped_early": self.stopped_early}
 
     def load_state_dict(self, sd: dict) -> None:
         if sd.get("version") != STATE_VERSION:
@@ -60,6 +62,7 @@ class TrainState:
         for k in ("epoch", "best_acc", "best_epoch", "history", "train_seconds", "images_seen"):
             setattr(self, k, sd[k])
         self.progress = dict(sd["progress"])
+        self.warmup, self.stopped_early = sd.get("warmup"), sd.get("stopped_early", 0)
 
 
 def rng_state() -> dict:

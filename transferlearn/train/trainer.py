@@ -28,6 +28,7 @@ from .pipeline import image_batches, image_datasets
 from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
                      run_folder)
 from .state import create_state, rng_state, set_rng_state
+from .warmup import warm_up_head
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -65,6 +66,12 @@ def should_eval(epoch: int, cfg: TrainConfig) -> bool:
     if epoch == cfg.epochs:
         return True
     return epoch >= cfg.eval_start_epoch and (epoch - cfg.eval_start_epoch) % cfg.eval_interval == 0
+
+
+def converged(history: list[dict], patience: int) -> bool:
+    """Early stopping: the last `patience` evaluations were no better than the best one before them."""
+    accs = [r["val_acc"] for r in history if r.get("val_acc") is not None]
+    return 0 < patience < len(accs) and max(accs[-patience:]) <= max(accs[:-patience])
 
 
 class Trainer:
@@ -149,6 +156,12 @@ class Trainer:
                                                                    self.device, self.amp, len(splits.classes))
             trained = self.model.head
         else:
+            if cfg.head_warmup and not self.resumed:  # a resumed run's weights already hold the warmed-up head
+                self.state.warmup = warm_up_head(self.model, train, val, cfg, ctx, self.device, self.amp,
+                                                 len(splits.classes), self.criterion, self.train_criterion)
+                w = self.state.warmup
+                self.log(f"head warm-up: {w['epochs']} epochs on frozen features ({w['views']} views), val acc "
+                         f"{w['val_acc']:.4f}, {w['seconds']:.1f}s; now fine-tuning all layers")
             self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes),
                                                                  self.device)
             trained = self.model
@@ -231,7 +244,7 @@ class Trainer:
         cfg, state, ctx = self.cfg, self.state, self.ctx
         restore = self._install_signal_handlers()
         try:
-            while state.epoch < cfg.epochs:
+            while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch + 1
                 lr = state.optimizer.param_groups[0]["lr"]
                 self.train_batches.set_epoch(epoch, state.progress["step"])
@@ -253,7 +266,14 @@ class Trainer:
                 if ctx.is_main:
                     for cb in self.callbacks:
                         cb.on_epoch_end(self, {**row, "improved": improved})
+                if "val_acc" in row and epoch < cfg.epochs and converged(state.history, cfg.patience):
+                    state.stopped_early = epoch
+                    self.log(f"val accuracy has not improved for {cfg.patience} evaluations (best "
+                             f"{state.best_acc:.4f} at epoch {state.best_epoch}): converged, stopping after epoch "
+                             f"{epoch} of {cfg.epochs} (--patience 0 trains every epoch)")
                 self.checkpoint()
+                if state.stopped_early:
+                    break
         except Interrupted:
             self.checkpoint()
             cmd = resume_command(self.run_dir, ctx.world_size)
@@ -313,7 +333,7 @@ class Trainer:
                    "final_val_acc": next((r["val_acc"] for r in reversed(h) if "val_acc" in r), None),
                    "train_seconds": round(state.train_seconds, 2),
                    "wall_seconds": round(sum(r["seconds"] for r in h) + self.prep_seconds, 2),
-                   "images_per_second": round(cfg.epochs * len(self.splits.train) / max(state.train_seconds, 1e-9), 1),
+                   "images_per_second": round(state.epoch * len(self.splits.train) / max(state.train_seconds, 1e-9), 1),
                    "feature_cache": cfg.feature_cache, "decode_cache": cfg.cache,
                    "prep_seconds": round(self.prep_seconds, 2),
                    "epoch_images_per_second": round(sum(r["train_images"] for r in h) /
@@ -324,7 +344,8 @@ class Trainer:
                    "total_params": sum(p.numel() for p in self.model.parameters()),
                    "img_size": cfg.img_size, "train_size": cfg.train_size, "device": str(self.device), "amp": self.amp,
                    "world_size": self.ctx.world_size, "global_batch_size": cfg.batch_size * self.ctx.world_size,
-                   "resumed": self.resumed, "run_dir": str(self.run_dir)}
+                   "resumed": self.resumed, "run_dir": str(self.run_dir), "epochs_run": state.epoch,
+                   "stopped_early": bool(state.stopped_early), "head_warmup": state.warmup}
         if self.ctx.is_main:
             for cb in self.callbacks:
                 cb.on_fit_end(self, summary)

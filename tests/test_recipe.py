@@ -1,0 +1,94 @@
+"""The all-layers recipe: head warm-up on frozen features before fine-tuning, and early stopping."""
+import csv
+
+import pytest
+import torch
+
+from transferlearn import models
+from transferlearn.checkpoint import load
+from transferlearn.train import Callback, TrainConfig, compare, train
+from transferlearn.train.trainer import converged
+
+from conftest import FAST
+
+
+class _AtStart(Callback):
+    """The model as fine-tuning receives it (after setup, before the first step)."""
+
+    def on_fit_start(self, trainer):
+        self.state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        self.requires_grad = [p.requires_grad for p in trainer.model.parameters()]
+
+
+def test_head_warmup_trains_only_the_head_then_everything_trains(dataset, tmp_path):
+    from transferlearn.train.callbacks import default_callbacks
+    torch.manual_seed(0)
+    pretrained = models.create_model("mobilenet_v2", 3, weights="imagenet").state_dict()
+    spy = _AtStart()
+    s = train(TrainConfig(data=str(dataset), mode="all-layers", epochs=1, head_warmup=3, project=str(tmp_path),
+                          **FAST), callbacks=[*default_callbacks(), spy])
+    start = spy.state
+    for k, v in pretrained.items():  # backbone weights AND BatchNorm statistics untouched by the warm-up
+        if k.startswith("backbone."):
+            assert torch.equal(v, start[k]), k
+    assert not torch.equal(pretrained["head.1.weight"], start["head.1.weight"])  # the head did learn
+    assert all(spy.requires_grad)  # and the whole network is handed to fine-tuning
+    w = s["head_warmup"]
+    assert w["epochs"] == 3 and w["views"] == 2 and 0 <= w["val_acc"] <= 1 and w["seconds"] > 0
+    after = load(s["run_dir"] + "/last.pt")["model"]
+    changed = [k for k in pretrained if k.startswith("backbone.") and k.endswith("weight")
+               and not torch.equal(start[k], after[k])]
+    assert len(changed) > 50
+    assert load(s["run_dir"] + "/last.pt")["train_state"]["warmup"] == w  # travels with the resume point
+
+
+def test_no_warmup_means_the_head_starts_at_its_init(dataset, tmp_path):
+    torch.manual_seed(0)
+    init = models.create_model("mobilenet_v2", 3, weights="imagenet").state_dict()
+    spy = _AtStart()
+    from transferlearn.train.callbacks import default_callbacks
+    s = train(TrainConfig(data=str(dataset), mode="all-layers", epochs=1, head_warmup=0, project=str(tmp_path),
+                          **FAST), callbacks=[*default_callbacks(), spy])
+    assert torch.equal(init["head.1.weight"], spy.state["head.1.weight"])
+    assert s["head_warmup"] is None
+
+
+@pytest.mark.parametrize("mode", ["last-layer", "scratch"])
+def test_head_warmup_belongs_to_all_layers(dataset, tmp_path, mode):
+    with pytest.raises(ValueError, match="--head-warmup .* all-layers"):
+        train(data=str(dataset), mode=mode, epochs=1, head_warmup=2, project=str(tmp_path), **FAST)
+
+
+def test_compare_gives_head_warmup_to_all_layers_only(dataset, tmp_path):
+    out = compare(TrainConfig(data=str(dataset), epochs=1, head_warmup=1, project=str(tmp_path), name="cmp", **FAST),
+                  modes=["last-layer", "all-layers"])
+    assert out["modes"]["all-layers"]["head_warmup"]["epochs"] == 1
+    assert out["modes"]["last-layer"]["head_warmup"] is None
+
+
+def test_converged():
+    rows = lambda *accs: [{"val_acc": a} for a in accs]  # noqa: E731
+    assert not converged(rows(0.5, 0.6, 0.7), 1)
+    assert converged(rows(0.5, 0.7, 0.7), 1)  # equal is not better
+    assert not converged(rows(0.5, 0.7, 0.6), 2)
+    assert converged(rows(0.5, 0.7, 0.6, 0.65), 2)
+    assert not converged(rows(0.9, 0.1), 0)  # 0: never
+    assert not converged(rows(0.9), 1)  # nothing before to compare with
+    assert converged([{"val_acc": 0.8}, {"val_acc": None}, {"val_acc": 0.7}], 1)  # skipped evaluations don't count
+
+
+def test_patience_stops_a_run_that_stopped_improving(dataset, tmp_path):
+    # lr 0 on a frozen backbone: nothing changes, so val accuracy never improves after epoch 1
+    s = train(data=str(dataset), mode="last-layer", epochs=5, lr=0.0, patience=2,
+              project=str(tmp_path), name="flat", **FAST)
+    assert s["stopped_early"] and s["epochs_run"] == 3 and s["epochs"] == 5 and s["best_epoch"] == 1
+    with open(tmp_path / "flat" / "results.csv", encoding="utf-8-sig") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    again = train(resume=str(tmp_path / "flat"))  # a converged run is complete: resuming trains nothing more
+    assert again["epochs_run"] == 3
+
+
+def test_patience_zero_trains_every_epoch(dataset, tmp_path):
+    s = train(data=str(dataset), mode="last-layer", epochs=3, lr=0.0, patience=0,
+              project=str(tmp_path), **FAST)
+    assert not s["stopped_early"] and s["epochs_run"] == 3

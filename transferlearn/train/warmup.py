@@ -1,0 +1,50 @@
+"""All-layers mode's head warm-up: a linear probe on frozen features, then fine-tuning (LP-FT; Kumar et al.
+2022, "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution").
+
+A new head starts random, so the first fine-tuning steps send large, meaningless gradients into the
+pretrained backbone. Training the head first on the frozen backbone's cached features (the last-layer
+machinery: one backbone forward per image and view, then head epochs that cost milliseconds) lets the
+fine-tuning start from a sensible classifier, so it needs fewer epochs. The backbone is in eval mode while
+its features are computed: its weights and BatchNorm statistics are not touched here.
+
+Every process computes its share of the features and all are gathered, so each holds all of them; each then
+trains the same head on all the features with the same seed (no DDP needed), and DDP's start-up broadcast
+makes them bit-equal before fine-tuning begins.
+"""
+from __future__ import annotations
+
+import time
+
+from torch import nn
+
+from ..modes import DEFAULTS, apply_mode
+from .distributed import DistContext
+from .features import feature_batches
+from .loop import evaluate, train_one_epoch
+from .state import create_state
+
+
+def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int,
+                 criterion: nn.Module, train_criterion: nn.Module) -> dict:
+    """Train `model.head` for cfg.head_warmup epochs on the frozen backbone's features; returns what it did
+    (epochs, views, val accuracy of the probe, seconds). The backbone's requires_grad is restored."""
+    t0 = time.perf_counter()
+    one = DistContext()  # every process trains the same head on all the (gathered) features
+    train_b, val_b = feature_batches(model.backbone, train, val, cfg, ctx, device, amp, num_classes,
+                                     views=cfg.warmup_views, plan_ctx=one)
+    t_features = time.perf_counter() - t0
+    d = DEFAULTS["last-layer"]  # a head on frozen features: the last-layer recipe
+    state = create_state(model, "last-layer", d.optimizer, d.lr, cfg.momentum, d.weight_decay, d.scheduler,
+                         cfg.head_warmup, cfg.step_size, cfg.gamma, "off", device.type)
+    try:
+        for epoch in range(1, cfg.head_warmup + 1):
+            train_b.set_epoch(epoch)
+            row = train_one_epoch(state, train_b, train_criterion, device, "off", forward=model.head, ctx=one,
+                                  seed=cfg.seed, desc=f"head warm-up {epoch}/{cfg.head_warmup}", quiet=True)
+        val_b.set_epoch(0)
+        probe = evaluate(model, val_b, criterion, device, "off", forward=model.head, ctx=one, quiet=True)
+    finally:
+        apply_mode(model, cfg.mode)
+    return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "train_acc": round(row["train_acc"], 4),
+            "val_acc": round(probe["val_acc"], 4), "val_loss": round(probe["val_loss"], 4),
+            "feature_seconds": round(t_features, 2), "seconds": round(time.perf_counter() - t0, 2)}
