@@ -67,5 +67,10 @@ class ResumeError(TransferlearnError, ValueError):
     hint = "`transferlearn train --resume RUN` continues a run with the options it was started with"
 
 
+class DeviceError(TransferlearnError, RuntimeError):
+    """The device asked for is not there (--device cuda without a CUDA GPU)."""
+    hint = "--device auto uses a GPU when there is one, else the CPU"
+
+
 class MissingExtra(TransferlearnError, ImportError):
     """An optional package (a pip extra) that this feature needs is not installed."""

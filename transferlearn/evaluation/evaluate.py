@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..models import load_model
+from ..models import load_model, model_to, pick_device, to_device
 from . import metrics as M
 from ..errors import MissingExtra
 from ..data import VAL_NAMES, DatasetError, ImageDataset, scan, collate_skip_none, eval_transform, find_splits
@@ -88,12 +88,6 @@ class _IndexedDataset(ImageDataset):
         return None if item is None else (*item, i)
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def predict_folder(model, samples: list[tuple[str, int]], preprocess: dict, batch_size: int = 32,
                    workers: int | str = 0, device: str | torch.device = "cpu") -> Predictions:
@@ -103,8 +97,7 @@ def predict_folder(model, samples: list[tuple[str, int]], preprocess: dict, batc
     from ..data import resolve_workers
 
     device = torch.device(device)
-    # channels_last: about 1.6x faster convolutions on CPU (2.2 s vs 3.5 s per 32 images, efficientnet_lite0)
-    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    model = model_to(model, device).eval()
     ds = _IndexedDataset(samples, eval_transform(preprocess), int(preprocess.get("channels", 3)))
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=resolve_workers(workers),
                         collate_fn=collate_skip_none)
@@ -113,7 +106,7 @@ def predict_folder(model, samples: list[tuple[str, int]], preprocess: dict, batc
         if batch is None:
             continue
         x, _, i = batch
-        f = model.backbone(x.to(device).contiguous(memory_format=torch.channels_last)).flatten(1)
+        f = model.backbone(to_device(x, device)).flatten(1)
         logits = model.head(f)
         probs.append(torch.softmax(logits.float(), 1).cpu())
         feats.append(f.float().cpu())

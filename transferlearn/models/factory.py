@@ -11,6 +11,7 @@ from torch import nn
 from ..runs import checkpoint
 from .core import (ArchSpec, ModelError, TransferNet, WeightsError, drop_aux_heads, init_weights, set_in_channels,
                    split_head)
+from .device import pick_device
 from .resolve import get_spec
 from .weights import load_weights_file, read_weights_file, timm_download
 
@@ -135,4 +136,4 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none", variant=ckpt.get("variant"),
                          in_channels=int(ckpt.get("preprocess", {}).get("channels", 3)))
     model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt
+    return model.to(pick_device(device)).eval(), ckpt
