@@ -24,7 +24,7 @@ from . import metrics as M
 from ..errors import MissingExtra
 from ..data import VAL_NAMES, DatasetError, ImageDataset, scan, collate_skip_none, eval_transform, find_splits
 from ..data import list_class_dirs, thumbnail
-from ..runs.folders import write_csv, write_json
+from ..runs import run_folder, write_csv, write_json
 
 EMBED_METHODS = ("auto", "tsne", "umap", "none")
 EMBED_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
@@ -179,8 +179,7 @@ def _features_html(xy, preds: Predictions, classes: list[str], path: Path, title
 
 def default_out_dir(checkpoint: str | Path, split: str) -> Path:
     """The run folder of the checkpoint (val), or run/eval-<split>/ for other splits."""
-    p = Path(checkpoint)
-    run = p if p.is_dir() else p.parent
+    run = run_folder(checkpoint)
     return run if split == "val" else run / f"eval-{split}"
 
 
@@ -299,8 +298,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
     if report:
         from ..reporting.report import write_report
         try:
-            run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-            write_report(out, run_dir=run_dir)
+            write_report(out, run_dir=run_folder(checkpoint))
         except Exception as e:  # a report problem must not lose the evaluation
             print(f"warning: could not write report.html: {type(e).__name__}: {e}", file=sys.stderr)
     top = ", ".join(f"top-{k} {v:.4f}" for k, v in m["top_k_accuracy"].items() if k != "1")

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..data import ImageDataset, channels_of, default_augment, find_splits, preprocess_config, train_transform
 from ..models import get_spec
+from ..runs import run_folder
 
 
 def denormalize(x, mean, std) -> np.ndarray:
@@ -75,8 +76,7 @@ def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | P
     titles = [f"pred: {classes[p]} ({preds.probs[i, p]:.2f})\ntrue: {classes[t]}"
               for i, (p, t) in enumerate(zip(preds.pred, preds.labels))]
     if out is None:
-        p = Path(checkpoint)
-        out = (p if p.is_dir() else p.parent) / "predictions.png"
+        out = run_folder(checkpoint) / "predictions.png"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return plots.plot_image_grid([thumbnail(p) for p in preds.paths], titles, out,

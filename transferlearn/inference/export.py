@@ -19,7 +19,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-FORMATS = ("onnx", "torchscript", "mindspore")  # mindspore: transferlearn/mindspore/convert.py
+from ..runs import checkpoint_file
+
+FORMATS = ("onnx", "torchscript", "mindspore")  # mindspore: export_mindspore below
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 EXTRA_FILE = "transferlearn.json"
 
@@ -36,9 +38,7 @@ class ExportReport:
 
 
 def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
-    p = Path(checkpoint)
-    base = p / "best.pt" if p.is_dir() else p
-    return base.with_suffix({"onnx": ".onnx", "mindspore": ".ckpt"}.get(fmt, ".torchscript.pt"))
+    return checkpoint_file(checkpoint).with_suffix({"onnx": ".onnx", "mindspore": ".ckpt"}.get(fmt, ".torchscript.pt"))
 
 
 def export_metadata(ckpt: dict) -> dict:
@@ -232,8 +232,7 @@ def export_mindspore(checkpoint: str | os.PathLike, output: str | os.PathLike, i
     from ..models.mindspore.convert import META_TAG, ckpt_meta, load_into, load_resnet, to_mindspore, torch_state_dict
     model, ckpt = load_model(checkpoint)
     images = list(images) or sample_images(ckpt)
-    sd, variant, _ = torch_state_dict(Path(checkpoint) / "best.pt" if Path(checkpoint).is_dir()
-                                       else Path(checkpoint))
+    sd, variant, _ = torch_state_dict(checkpoint_file(checkpoint))
     tensors, style = to_mindspore(sd, variant, style)
     tensors[META_TAG] = json.dumps(ckpt_meta(ckpt), ensure_ascii=False)
     out = write_ckpt(tensors, output)

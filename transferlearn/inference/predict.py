@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import is_image_file, list_images, load_rgb, numpy_preprocess, to_rgb
+from ..runs import checkpoint_file
 from .outputs import Prediction, Skipped
 
 BACKENDS = ("torch", "onnxruntime")
@@ -342,8 +343,7 @@ def _stack_tensors(xs):
 
 def find_onnx_for(path: str | os.PathLike) -> Path:
     """The ONNX file `transferlearn export` writes by default for a checkpoint or run folder."""
-    p = Path(path)
-    candidate = p / "best.onnx" if p.is_dir() else p.with_suffix(".onnx")
+    candidate = checkpoint_file(path, "best.onnx").with_suffix(".onnx")
     if not candidate.is_file():
         raise FileNotFoundError(f"no ONNX export found at {candidate}; run "
                                 f"`transferlearn export {path} --format onnx` first, or pass the .onnx file")

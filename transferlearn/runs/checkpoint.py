@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from .folders import checkpoint_file
 
 
 FORMAT = "transferlearn-checkpoint/1"
@@ -97,9 +98,7 @@ def read(path: str | os.PathLike, what: str = "checkpoint"):
 
 
 def load(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if path.is_dir():  # a run folder
-        path = path / "best.pt"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found (pass a .pt file or a run folder with best.pt)")
     ckpt = read(path)

@@ -28,6 +28,18 @@ def increment_path(project: str | os.PathLike, name: str, exist_ok: bool = False
     return Path(project) / f"{stem}{i}"
 
 
+def checkpoint_file(path: str | os.PathLike, name: str = "best.pt") -> Path:
+    """The checkpoint a path names: the file itself, or RUN/<name> for a run folder."""
+    p = Path(path)
+    return p / name if p.is_dir() else p
+
+
+def run_folder(path: str | os.PathLike) -> Path:
+    """The run folder a path names: the folder itself, or the one a .pt file is in (it need not exist yet)."""
+    p = Path(path)
+    return p.parent if p.suffix == ".pt" or p.is_file() else p
+
+
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
