@@ -1,56 +1,39 @@
 """The offline demo: a seeded Fashion-MNIST subset as an image folder, then `compare` on it.
 
-Fashion-MNIST comes from Debian's dataset-fashion-mnist when installed (no network needed),
-otherwise from torchvision's download. Images are written once as PNGs under the cache folder.
+Fashion-MNIST's files are found as `transferlearn data get fashion-mnist` finds them (Debian's
+dataset-fashion-mnist package when installed, so no network is needed; else the download cache;
+else a checked download) and read with the same idx reader; only the subset is written, as PNGs,
+once, under the cache folder.
 """
 from __future__ import annotations
 
-import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASSES = ["T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot"]
+from ..data import default_cache_root
+from .get import fetch, read_idx
+from .sources import dataset_spec
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TRANSFERLEARN_CACHE", Path.home() / ".cache" / "transferlearn"))
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+FASHION = dataset_spec("fashion-mnist")
+CLASSES = FASHION.classes
 
 
 def load_fashion_mnist(source_dir: Path | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{'train': (images, labels), 'test': (...)} as uint8 arrays."""
-    d = Path(source_dir) if source_dir else DEBIAN_DIR
-    if (d / "train-images-idx3-ubyte.gz").is_file():
-        return {s: (_read_idx(d / f"{p}-images-idx3-ubyte.gz"), _read_idx(d / f"{p}-labels-idx1-ubyte.gz"))
-                for s, p in (("train", "train"), ("test", "t10k"))}
-    from torchvision.datasets import FashionMNIST
-    root = cache_dir() / "torchvision"
-    try:
-        out = {}
-        for s in ("train", "test"):
-            ds = FashionMNIST(str(root), train=s == "train", download=True)
-            out[s] = (ds.data.numpy(), ds.targets.numpy())
-        return out
-    except Exception as e:
-        raise RuntimeError(f"Fashion-MNIST is not installed and could not be downloaded ({e}). "
-                           f"On Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist") from e
+    """{'train': (images, labels), 'test': (...)} as uint8 arrays. `source_dir`: a folder holding the
+    four idx.gz files (as `data get --from`), read without checksums: read_idx checks their structure."""
+    files, _ = fetch(FASHION, default_cache_root() / "datasets", from_path=source_dir,
+                     no_verify=source_dir is not None, progress=True, log=lambda msg: None)
+    path = {f.name: f for f in files}
+    return {s: (read_idx(path[f"{p}-images-idx3-ubyte.gz"]), read_idx(path[f"{p}-labels-idx1-ubyte.gz"]))
+            for s, p in (("train", "train"), ("test", "t10k"))}
 
 
 def make_demo_folder(n_train: int = 2000, n_val: int = 500, seed: int = 0, out: Path | None = None,
                      source_dir: Path | None = None) -> Path:
     """Write a class-balanced seeded subset as train/<class>/*.png and val/<class>/*.png (once)."""
-    out = Path(out or cache_dir() / f"fashion-mnist-{n_train}-{n_val}-s{seed}")
+    out = Path(out or default_cache_root() / f"fashion-mnist-{n_train}-{n_val}-s{seed}")
     if (out / ".complete").is_file():
         return out
     data = load_fashion_mnist(source_dir)

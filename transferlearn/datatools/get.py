@@ -320,19 +320,11 @@ def _locate(spec: DatasetSpec, res: Resource, root: Path, from_path: Path | None
         raise DatasetGetError(_offline_message(spec, res, root, e)) from e
 
 
-def get(name: str, root: str | os.PathLike = "data", from_path: str | os.PathLike | None = None,
-        force: bool = False, no_verify: bool = False, progress: bool = True, log=print) -> Path:
-    """Fetch and convert dataset `name` into ROOT/NAME (train/ and val/ class folders); returns that path."""
-    spec = dataset_spec(name)
+def fetch(spec: DatasetSpec, root: str | os.PathLike, from_path: str | os.PathLike | None = None,
+          no_verify: bool = False, progress: bool = True, log=print) -> tuple[list[Path], list[dict]]:
+    """Steps 1-2 of `data get` (see the top): each of the spec's files found or downloaded, and checked.
+    Returns the files in the spec's order and what is known of each (origin, hashes, verified)."""
     root = Path(root)
-    out = root / spec.name
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            log(f"{out} already exists; pass --force to rebuild it")
-            return out
-        if not (out / SOURCE_FILE).is_file():
-            raise DatasetGetError(f"{out} exists and was not made by `data get` (no {SOURCE_FILE}); "
-                                  f"move it away or choose another DIR")
     root.mkdir(parents=True, exist_ok=True)
     from_path = Path(from_path) if from_path else None
     files, record = [], []
@@ -367,6 +359,23 @@ def get(name: str, root: str | os.PathLike = "data", from_path: str | os.PathLik
             log(f"{res.filename}: {algo} verified")
         files.append(path)
         record.append(entry)
+    return files, record
+
+
+def get(name: str, root: str | os.PathLike = "data", from_path: str | os.PathLike | None = None,
+        force: bool = False, no_verify: bool = False, progress: bool = True, log=print) -> Path:
+    """Fetch and convert dataset `name` into ROOT/NAME (train/ and val/ class folders); returns that path."""
+    spec = dataset_spec(name)
+    root = Path(root)
+    out = root / spec.name
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            log(f"{out} already exists; pass --force to rebuild it")
+            return out
+        if not (out / SOURCE_FILE).is_file():
+            raise DatasetGetError(f"{out} exists and was not made by `data get` (no {SOURCE_FILE}); "
+                                  f"move it away or choose another DIR")
+    files, record = fetch(spec, root, from_path, no_verify=no_verify, progress=progress, log=log)
 
     work = root / f".{spec.name}.partial"
     if work.exists():
