@@ -14,7 +14,8 @@ from ..lazy import face
 __getattr__, __dir__, __all__ = face(__name__, {
     "files": ("IMAGE_EXTENSIONS", "JUNK_NAMES", "is_hidden", "is_image_file", "list_class_dirs", "list_images",
               "to_rgb", "ImageTooLarge", "open_image", "load_rgb", "to_channels", "load_image"),
-    "folders": ("VAL_NAMES", "DatasetError", "Splits", "scan", "stratified_split", "stratified_split3", "find_splits"),
+    "folders": ("VAL_NAMES", "DatasetError", "Splits", "scan", "stratified_split", "stratified_split3",
+                "split_folders", "find_splits"),
     "preprocess": ("SMALL_IMAGE", "is_small", "preprocess_config", "channels_of", "AUGMENT_PRESETS", "default_augment"),
     "loading": ("eval_transform", "train_transform", "BALANCE_MODES", "class_weights", "balance_setup",
                 "balance_report", "ImageDataset", "collate_skip_none", "resolve_workers", "make_loader"),

@@ -93,18 +93,30 @@ def stratified_split3(samples: list[tuple[str, int]], val_fraction: float, test_
     return train, val, test
 
 
+def split_folders(root: str | os.PathLike) -> dict[str, Path]:
+    """The split folders of `root` as they are on disk: {"train": root/train, "val": root/val (or valid/,
+    validation/), "test": root/test}, those that exist. Every reader of a dataset root asks here."""
+    root = Path(root)
+    found = {}
+    for split, names in (("train", ("train",)), ("val", VAL_NAMES), ("test", ("test",))):
+        folder = next((root / n for n in names if (root / n).is_dir()), None)
+        if folder is not None:
+            found[split] = folder
+    return found
+
+
 def find_splits(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0) -> Splits:
     """Discover classes and samples under `root`, validating the layout."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"data folder {root} does not exist")
-    train_dir = root / "train"
+    folders = split_folders(root)
     notes = []
-    if not train_dir.is_dir():
-        train_dir = root  # a plain folder of class folders
+    if "train" not in folders:  # a plain folder of class folders
+        folders = {"train": root}
         notes.append(f"{root} has no train/ folder: using its class folders as the training set")
-    classes, train = scan(train_dir, None, "train")
-    val_dir = next((root / v for v in VAL_NAMES if (root / v).is_dir() and train_dir != root), None)
+    classes, train = scan(folders["train"], None, "train")
+    val_dir = folders.get("val")
     if val_dir is not None:
         _, val = scan(val_dir, classes, val_dir.name)
         counts = [0] * len(classes)
@@ -121,7 +133,7 @@ def find_splits(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0) 
         notes.append(f"no val/ folder in {root}: holding out {val_split:.0%} of each class (seed {seed}), "
                      f"files untouched")
     test = []
-    if (root / "test").is_dir() and train_dir != root:
-        _, test = scan(root / "test", classes, "test")
+    if "test" in folders:
+        _, test = scan(folders["test"], classes, "test")
     return Splits(classes=classes, train=train, val=val, test=test, notes=notes)
 

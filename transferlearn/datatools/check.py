@@ -265,7 +265,7 @@ def check(root: str | os.PathLike, min_size: int = 32, max_pixels: int | None = 
     return report
 
 
-_SPLIT_RANK = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
+_SPLIT_RANK = {"train": 0, **{n: 1 for n in VAL_NAMES}, "test": 2}
 
 
 def _find_duplicates(report: CheckReport) -> None:

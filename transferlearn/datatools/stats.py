@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data import VAL_NAMES, DatasetError, list_class_dirs, list_images
+from ..data import DatasetError, list_class_dirs, list_images, split_folders
 from ..runs.folders import write_json
 
 
@@ -17,16 +17,9 @@ def scan_splits(root: str | Path) -> tuple[list[str], dict[str, list[tuple[str, 
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"data folder {root} does not exist")
-    folders = {}
-    if (root / "train").is_dir():
-        folders["train"] = root / "train"
-        v = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
-        if v is not None:
-            folders["val"] = v
-        if (root / "test").is_dir():
-            folders["test"] = root / "test"
-    else:
-        folders["all"] = root
+    folders = split_folders(root)
+    if "train" not in folders:
+        folders = {"all": root}
     classes: list[str] = []
     for f in folders.values():
         classes += [c for c in list_class_dirs(f) if c not in classes]

@@ -22,7 +22,8 @@ import torch
 from ..models import load_model, model_to, pick_device, to_device
 from . import metrics as M
 from ..errors import MissingExtra
-from ..data import VAL_NAMES, DatasetError, ImageDataset, scan, collate_skip_none, eval_transform, find_splits
+from ..data import (DatasetError, ImageDataset, collate_skip_none, eval_transform, find_splits, scan,
+                   split_folders)
 from ..data import list_class_dirs, thumbnail
 from ..runs import run_folder, write_csv, write_json
 
@@ -55,8 +56,7 @@ def resolve_samples(data: str | Path, split: str, classes: list[str], ckpt_args:
     root = Path(data)
     if not root.is_dir():
         raise DatasetError(f"data folder {root} does not exist")
-    names = VAL_NAMES if split == "val" else (split,)
-    folder = next((root / n for n in names if (root / n).is_dir()), None)
+    folder = split_folders(root).get(split)
     if folder is not None:
         _, samples = scan(folder, classes, folder.name)
         return samples, str(folder)

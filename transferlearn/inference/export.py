@@ -55,13 +55,13 @@ def export_metadata(ckpt: dict) -> dict:
 
 def sample_images(ckpt: dict, n: int = 8, seed: int = 0) -> list[str]:
     """Up to n real images for verification: from the checkpoint's data folder (val/ first)."""
-    from ..data import list_images
+    from ..data import list_images, split_folders
     data = (ckpt.get("args") or {}).get("data")
     if not data or not Path(data).is_dir():
         return []
-    for sub in ("val", "valid", "validation", "test", "train", ""):
-        d = Path(data) / sub
-        if d.is_dir():
+    folders = split_folders(data)
+    for d in (folders.get("val"), folders.get("test"), folders.get("train"), Path(data)):
+        if d is not None:
             imgs = list_images(d)
             if imgs:
                 random.Random(seed).shuffle(imgs)
