@@ -92,3 +92,10 @@ def test_patience_zero_trains_every_epoch(dataset, tmp_path):
     s = train(data=str(dataset), mode="last-layer", epochs=3, lr=0.0, patience=0,
               project=str(tmp_path), **FAST)
     assert not s["stopped_early"] and s["epochs_run"] == 3
+
+
+def test_public_train_can_be_called_twice(dataset, tmp_path):
+    import transferlearn  # importing the train package binds transferlearn.train to it: it must stay callable
+    a = transferlearn.train(data=str(dataset), mode="last-layer", epochs=1, project=str(tmp_path), **FAST)
+    b = transferlearn.train(data=str(dataset), mode="last-layer", epochs=1, project=str(tmp_path), **FAST)
+    assert a["run_dir"] != b["run_dir"] and a["best_val_acc"] == b["best_val_acc"]

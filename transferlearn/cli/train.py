@@ -80,6 +80,10 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                         "(default: on in last-layer mode)")
     g.add_argument("--aug-views", type=int, default=4,
                    help="augmented views per training image in the feature cache")
+    g.add_argument("--backbone-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="engine for the frozen backbone's features (last-layer feature cache, head warm-up). auto: "
+                        "onnxruntime on a CPU (2.4x PyTorch with AVX2 only; exported once and cached), PyTorch on "
+                        "a GPU or where it is not installed")
     g.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode every image every epoch instead of once into the on-disk cache")
     g.add_argument("--compile", action="store_true",

@@ -132,8 +132,16 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
                        f"images are augmented and dropout is on during training: no over-fitting.")
         else:
             out.append(f"{name}: train and val accuracy are close ({_pct(tr)} vs {_pct(va)}): no sign of over-fitting.")
-    be, ep = summary.get("best_epoch"), summary.get("epochs")
-    if be and ep and ep > 2:
+    w = summary.get("head_warmup")
+    if w:
+        out.append(f"{name}: the new head was first trained for {w['epochs']} epochs on the frozen backbone's "
+                   f"features ({w['views']} augmented views per image, {w['seconds']:.0f} s; val accuracy "
+                   f"{_pct(w['val_acc'])} after it), then every layer was fine-tuned (--head-warmup).")
+    be, ep = summary.get("best_epoch"), summary.get("epochs_run") or summary.get("epochs")
+    if summary.get("stopped_early"):
+        out.append(f"{name}: stopped early after epoch {ep} of {summary.get('epochs')}: val accuracy had stopped "
+                   f"improving (best {_pct(summary.get('best_val_acc'))} at epoch {be}; --patience).")
+    elif be and ep and ep > 2:
         if be == ep:
             out.append(f"{name}: val accuracy was still improving at the last epoch ({ep}); more epochs may help.")
         elif be <= ep // 2:

@@ -12,7 +12,6 @@
 - compare.py      the modes side by side
 """
 import sys
-import types
 
 from .callbacks import Callback
 from .compare import compare, format_comparison
@@ -22,9 +21,10 @@ from .trainer import Trainer, TrainingInterrupted, train
 __all__ = ["Callback", "TrainConfig", "Trainer", "TrainingInterrupted", "compare", "format_comparison", "train"]
 
 
-class _CallablePackage(types.ModuleType):
-    """`transferlearn.train(...)` is the function: once this package is imported, Python binds
-    `transferlearn.train` to the package, so the package calls the function."""
+class _CallablePackage(type(sys.modules[__name__])):
+    """`transferlearn.train(...)` is the train function, but once this package is imported Python also binds
+    the name `train` of `transferlearn` to it (a package's submodules become its attributes); calling the
+    package calls the function, so the public API works either way."""
 
     def __call__(self, *args, **kwargs):
         return train(*args, **kwargs)

