@@ -16,8 +16,7 @@ import argparse
 import torch
 import torchvision
 
-from transferlearn.data import eval_transform
-from transferlearn.data import list_images, load_rgb
+from transferlearn.data import eval_transform, list_images, load_rgb
 from transferlearn.models.mindspore import apply_variant, write_ckpt
 from transferlearn.models.mindspore.convert import to_mindspore
 
