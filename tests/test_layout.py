@@ -143,3 +143,29 @@ def test_errors_share_one_base_and_keep_their_old_bases():
     from transferlearn.data import DatasetError
     from transferlearn.train.resume import ResumeError
     assert DatasetError is errors.DatasetError and ResumeError is errors.ResumeError
+
+
+@pytest.mark.timing
+def test_help_starts_in_half_a_second():
+    """The fastest of three `transferlearn --help` and `train --help` runs, interpreter start included."""
+    import time
+    for argv in (["--help"], ["train", "--help"]):
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "transferlearn", *argv], capture_output=True, check=True)
+            best = min(best, time.perf_counter() - t)
+        assert best < 0.5, (argv, best)
+
+
+def test_ci_runs_the_readme_test_command():
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("Install and run the tests", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert block.strip() == ci
+    assert block.startswith("bash scripts/setup.sh && ")
+    # the selections add up to every test, each once
+    assert [s.rsplit(" -m ", 1)[1] for s in block.split(" && ")[1:]] == ['"not slow and not timing"', "slow",
+                                                                         '"timing and not slow"']
