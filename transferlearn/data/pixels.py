@@ -2,10 +2,13 @@
 cache compute, the same as torchvision's Resize(int) + CenterCrop + Normalize in loading.py."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from PIL import Image
 
 from .files import load_rgb, to_channels
+from .preprocess import Preprocess
 
 
 RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
@@ -41,23 +44,25 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def model_view(img: Image.Image, pre: dict) -> Image.Image:
+def model_view(img: Image.Image, pre: Preprocess | Mapping) -> Image.Image:
     """The region the model sees, in its channels (L for a 1-channel model; colour input accepted)."""
-    img = to_channels(img, int(pre.get("channels", 3)))
-    return center_crop(resize_shorter(img, pre["resize"], pre.get("interpolation", "bilinear")), pre["img_size"])
+    pre = Preprocess.of(pre)
+    img = to_channels(img, pre.channels)
+    return center_crop(resize_shorter(img, pre.resize, pre.interpolation), pre.img_size)
 
 
-def crop_for_display(img: Image.Image, pre: dict) -> Image.Image:
+def crop_for_display(img: Image.Image, pre: Preprocess | Mapping) -> Image.Image:
     """The region the model sees (resized + center-cropped), as RGB for plots and CAM overlays."""
     return model_view(img, pre).convert("RGB")
 
 
-def numpy_preprocess(img: Image.Image, pre: dict) -> np.ndarray:
+def numpy_preprocess(img: Image.Image, pre: Preprocess | Mapping) -> np.ndarray:
     """`data.eval_transform` reproduced with PIL + numpy: float32 CHW, normalised."""
+    pre = Preprocess.of(pre)
     a = np.asarray(model_view(img, pre), dtype=np.float32) / 255.0
     if a.ndim == 2:
         a = a[:, :, None]
-    a = (a - np.asarray(pre["mean"], dtype=np.float32)) / np.asarray(pre["std"], dtype=np.float32)
+    a = (a - np.asarray(pre.mean, dtype=np.float32)) / np.asarray(pre.std, dtype=np.float32)
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 

@@ -22,7 +22,7 @@ import torch
 from ..models import load_model, model_to, pick_device, to_device
 from . import metrics as M
 from ..errors import MissingExtra
-from ..data import (DatasetError, ImageDataset, collate_skip_none, eval_transform, find_splits, scan,
+from ..data import (DatasetError, ImageDataset, Preprocess, collate_skip_none, eval_transform, find_splits, scan,
                    split_folders)
 from ..data import list_class_dirs, thumbnail
 from ..runs import run_folder, write_csv, write_json
@@ -89,7 +89,7 @@ class _IndexedDataset(ImageDataset):
 
 
 @torch.no_grad()
-def predict_folder(model, samples: list[tuple[str, int]], preprocess: dict, batch_size: int = 32,
+def predict_folder(model, samples: list[tuple[str, int]], preprocess: Preprocess | dict, batch_size: int = 32,
                    workers: int | str = 0, device: str | torch.device = "cpu") -> Predictions:
     """Probabilities and penultimate features for every readable image of `samples`."""
     from torch.utils.data import DataLoader
@@ -98,7 +98,8 @@ def predict_folder(model, samples: list[tuple[str, int]], preprocess: dict, batc
 
     device = torch.device(device)
     model = model_to(model, device).eval()
-    ds = _IndexedDataset(samples, eval_transform(preprocess), int(preprocess.get("channels", 3)))
+    preprocess = Preprocess.of(preprocess)
+    ds = _IndexedDataset(samples, eval_transform(preprocess), preprocess.channels)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=resolve_workers(workers),
                         collate_fn=collate_skip_none)
     probs, feats, idx = [], [], []

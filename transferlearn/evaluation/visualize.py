@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import ImageDataset, channels_of, default_augment, find_splits, preprocess_config, train_transform
+from ..data import ImageDataset, Preprocess, default_augment, find_splits, preprocess_config, train_transform
 from ..models import get_spec
 from ..runs import run_folder
 
@@ -31,14 +31,14 @@ def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: in
     if checkpoint:
         from ..runs.checkpoint import load
         ck = load(checkpoint)
-        pre = ck["preprocess"]
+        pre = Preprocess.of(ck["preprocess"])
         augment = augment or ck.get("augment") or "standard"
     else:
         spec = get_spec(arch)
         pre = preprocess_config(img_size, spec.mean, spec.std, channels=in_channels, crop_pct=spec.crop_pct,
                                 interpolation=spec.interpolation)
         augment = augment or default_augment(img_size)
-    ds = ImageDataset(splits.train, train_transform(pre, augment), channels_of(pre))
+    ds = ImageDataset(splits.train, train_transform(pre, augment), pre.channels)
     rng = random.Random(seed)
     idx = rng.sample(range(len(ds)), min(n, len(ds)))
     import torch
@@ -49,13 +49,13 @@ def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: in
         if item is None:
             continue
         x, y = item
-        images.append(denormalize(x, pre["mean"], pre["std"]))
+        images.append(denormalize(x, pre.mean, pre.std))
         titles.append(splits.classes[y])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     return plots.plot_image_grid(images, titles, out, ncols=8,
                                  title=f"{len(images)} training images as the model sees them "
-                                       f"({pre['img_size']} px, --augment {augment}) from {Path(data).name}")
+                                       f"({pre.img_size} px, --augment {augment}) from {Path(data).name}")
 
 
 def visualize_predictions(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,

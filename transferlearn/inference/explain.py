@@ -8,6 +8,7 @@ The target layer is found generically: the last module of `model.backbone` that 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..data import crop_for_display, load_rgb, to_rgb
+from ..data import Preprocess, crop_for_display, load_rgb, to_rgb
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "eigencam")
 
@@ -98,12 +99,12 @@ def overlay_cam(image: Image.Image, cam: np.ndarray, alpha: float = 0.45, cmap: 
 class Explainer:
     """CAM heat-maps for a TransferNet. Not thread-safe (hooks on the shared model): lock around it."""
 
-    def __init__(self, model: nn.Module, classes: Sequence[str], preprocess: dict, method: str = "gradcam",
+    def __init__(self, model: nn.Module, classes: Sequence[str], preprocess: Preprocess | Mapping, method: str = "gradcam",
                  arch: str | None = None, target_layer: str | None = None):
         from ..data import eval_transform
         self.model = model.eval()
         self.classes = list(classes)
-        self.preprocess = preprocess
+        self.preprocess = preprocess = Preprocess.of(preprocess)
         self.transform = eval_transform(preprocess)
         self.method = method
         if target_layer:
@@ -112,8 +113,8 @@ class Explainer:
                 raise ValueError(f"no module {target_layer!r} in the model")
             self.layer_name, self.layer = target_layer, modules[target_layer]
         else:
-            self.layer_name, self.layer = find_target_layer(model, preprocess["img_size"], arch,
-                                                            int(preprocess.get("channels", 3)))
+            self.layer_name, self.layer = find_target_layer(model, preprocess.img_size, arch,
+                                                            preprocess.channels)
         self._cams: dict = {}
 
     @classmethod

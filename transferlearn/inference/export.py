@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..data import Preprocess
 from ..runs import checkpoint_file
 
 FORMATS = ("onnx", "torchscript", "mindspore")  # mindspore: export_mindspore below
@@ -43,7 +44,7 @@ def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
 
 def export_metadata(ckpt: dict) -> dict:
     from .. import __version__
-    return {"format": "transferlearn-export/1", "classes": list(ckpt["classes"]), "preprocess": ckpt["preprocess"],
+    return {"format": "transferlearn-export/1", "classes": list(ckpt["classes"]), "preprocess": Preprocess.of(ckpt["preprocess"]).to_dict(),
             "arch": ckpt.get("arch"), "mode": ckpt.get("mode"), "num_classes": len(ckpt["classes"]),
             "input": INPUT_NAME, "output": OUTPUT_NAME, "output_kind": "logits",
             "layout": f"NCHW float32 {'grayscale (L), C=1' if _channels(ckpt) == 1 else 'RGB'}, resized + "
@@ -70,10 +71,10 @@ def sample_images(ckpt: dict, n: int = 8, seed: int = 0) -> list[str]:
 
 
 def _channels(ckpt: dict) -> int:
-    return int(ckpt["preprocess"].get("channels", 3))
+    return Preprocess.of(ckpt["preprocess"]).channels
 
 
-def _inputs(paths: Sequence[str], pre: dict) -> tuple[torch.Tensor, list[str]]:
+def _inputs(paths: Sequence[str], pre: Preprocess) -> tuple[torch.Tensor, list[str]]:
     from ..data import eval_transform, load_rgb
     tf = eval_transform(pre)
     xs, used = [], []
@@ -93,7 +94,7 @@ def export_onnx(model: torch.nn.Module, ckpt: dict, output: str | os.PathLike, d
     import onnx
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    size = ckpt["preprocess"]["img_size"]
+    size = Preprocess.of(ckpt["preprocess"]).img_size
     x = torch.zeros(2 if dynamic_batch else 1, _channels(ckpt), size, size)
     model = model.eval()
     kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
@@ -130,7 +131,7 @@ def export_onnx(model: torch.nn.Module, ckpt: dict, output: str | os.PathLike, d
 def export_torchscript(model: torch.nn.Module, ckpt: dict, output: str | os.PathLike) -> Path:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    size = ckpt["preprocess"]["img_size"]
+    size = Preprocess.of(ckpt["preprocess"]).img_size
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model.eval(), torch.zeros(1, _channels(ckpt), size, size))
@@ -155,7 +156,7 @@ def verify(path: Path, fmt: str, model: torch.nn.Module, ckpt: dict, images: Seq
     checks = []
     x, used = _inputs(images, ckpt["preprocess"])
     if not used:
-        size = ckpt["preprocess"]["img_size"]
+        size = Preprocess.of(ckpt["preprocess"]).img_size
         x = torch.randn(4, _channels(ckpt), size, size, generator=torch.Generator().manual_seed(0))
         checks.append("no real images found: verified on random noise (pass --images to use real ones)")
     with torch.no_grad():
@@ -167,9 +168,9 @@ def verify(path: Path, fmt: str, model: torch.nn.Module, ckpt: dict, images: Seq
         checks.append("onnx.checker: ok")
         from .predict import Classifier
         clf = Classifier.from_onnx(path)
-        if clf.classes != list(ckpt["classes"]) or clf.preprocess != ckpt["preprocess"]:
+        if clf.classes != list(ckpt["classes"]) or clf.preprocess != Preprocess.of(ckpt["preprocess"]):
             raise RuntimeError("ONNX metadata does not round-trip classes/preprocess")
-        checks.append(f"metadata: {len(clf.classes)} classes, preprocess {clf.preprocess}")
+        checks.append(f"metadata: {len(clf.classes)} classes, preprocess {clf.preprocess.to_dict()}")
         if dynamic_batch or len(x) == 1:
             got = clf.backend(x.numpy())
         else:
@@ -244,7 +245,7 @@ def export_mindspore(checkpoint: str | os.PathLike, output: str | os.PathLike, i
     net = load_into(resnet.build(back.config, back.variant), back.state_dict)  # as MindSpore computes it
     x, used = _inputs(images, ckpt["preprocess"])
     if not used:
-        size = ckpt["preprocess"]["img_size"]
+        size = Preprocess.of(ckpt["preprocess"]).img_size
         x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
         checks.append("verified on random noise (pass --images to use real ones)")
     with torch.no_grad():

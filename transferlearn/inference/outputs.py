@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..data import load_rgb, to_rgb
+from ..data import Preprocess, load_rgb, to_rgb
 
 # ---------------------------------------------------------------- results
 
@@ -120,7 +120,7 @@ def summarize(preds: Sequence[Prediction]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def plot_prediction(pred: Prediction, classes: Sequence[str], preprocess: dict, path: str | os.PathLike,
+def plot_prediction(pred: Prediction, classes: Sequence[str], preprocess: Preprocess, path: str | os.PathLike,
                     image: Image.Image | None = None, max_bars: int = 20) -> Path:
     """The image (dashed: the center crop the model sees) beside a bar chart of class confidences."""
     from ..reporting.plots import plt  # Agg backend and CJK font already set up there
@@ -136,7 +136,8 @@ def plot_prediction(pred: Prediction, classes: Sequence[str], preprocess: dict, 
         img.thumbnail((1024, 1024))
     ax_img.imshow(img)
     w, h = img.size  # dashed: the center crop the model sees
-    side = min(w, h) * preprocess["img_size"] / preprocess["resize"]
+    pre = Preprocess.of(preprocess)
+    side = min(w, h) * pre.img_size / pre.resize
     for style in ({"ls": "-", "lw": 2.2, "ec": "black"}, {"ls": "--", "lw": 1.4, "ec": "white"}):
         ax_img.add_patch(plt.Rectangle(((w - side) / 2, (h - side) / 2), side, side, fill=False, alpha=0.85, **style))
     ax_img.set_axis_off()

@@ -17,12 +17,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from ..data import is_image_file, list_images, load_rgb, numpy_preprocess, to_rgb
+from ..data import Preprocess, is_image_file, list_images, load_rgb, numpy_preprocess, to_rgb
 from ..runs import checkpoint_file
 from .outputs import Prediction, Skipped
 
@@ -175,11 +176,11 @@ class Classifier:
     ...     print(p.path, p.label, p.confidence, p.topk)
     """
 
-    def __init__(self, backend, classes: list[str], preprocess: dict, transform: Callable | None = None,
+    def __init__(self, backend, classes: list[str], preprocess: Preprocess | Mapping, transform: Callable | None = None,
                  meta: dict | None = None, source: str = ""):
         self.backend = backend
         self.classes = list(classes)
-        self.preprocess = dict(preprocess)
+        self.preprocess = Preprocess.of(preprocess)
         self.transform = transform or _NumpyTransform(self.preprocess)
         self.meta = meta or {}
         self.source = source
@@ -329,7 +330,7 @@ class Classifier:
 class _NumpyTransform:
     """Picklable `numpy_preprocess` bound to a preprocessing config (for DataLoader workers)."""
 
-    def __init__(self, pre: dict):
+    def __init__(self, pre: Preprocess):
         self.pre = pre
 
     def __call__(self, img: Image.Image) -> np.ndarray:

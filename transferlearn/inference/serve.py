@@ -160,7 +160,7 @@ def create_app(checkpoint, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int =
     explainer = Explainer(copy.deepcopy(clf.model), clf.classes, clf.preprocess, cam_method, clf.meta.get("arch"))
     cam_lock = threading.Lock()
     info = {"arch": clf.meta.get("arch"), "mode": clf.meta.get("mode"), "num_classes": len(clf.classes),
-            "checkpoint": str(checkpoint), "img_size": clf.preprocess["img_size"], "cam_method": cam_method,
+            "checkpoint": str(checkpoint), "img_size": clf.preprocess.img_size, "cam_method": cam_method,
             "cam_layer": explainer.layer_name, "max_bytes": max_bytes, "max_pixels": max_pixels}
 
     app = FastAPI(title="transferlearn", description=f"{info['arch']} classifier, {len(clf.classes)} classes",

@@ -134,6 +134,6 @@ def load_model(path: str | os.PathLike, device: str = "cpu"):
     # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME), input channels and
     # the MindSpore variant
     model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none", variant=ckpt.get("variant"),
-                         in_channels=int(ckpt.get("preprocess", {}).get("channels", 3)))
+                         in_channels=int(ckpt["preprocess"].get("channels", 3)))  # plain data here: models/ reads no data/
     model.load_state_dict(ckpt["model"])
     return model.to(pick_device(device)).eval(), ckpt

@@ -226,7 +226,7 @@ class Trainer:
         cfg = self.cfg
         return {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(self.classes), "classes": self.classes,
                 "variant": getattr(self.model, "variant", None),  # MindSpore padding/eps (mindspore/resnet.py)
-                "preprocess": self.pre, "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
+                "preprocess": self.pre.to_dict(), "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
                 "train_counts": self.counts, "augment": cfg.augment, "versions": ckpt_io.versions()}
 
     # ------------------------------------------------------------------ fit
