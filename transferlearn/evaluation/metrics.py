@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def _f(x) -> float | None:
@@ -31,6 +30,7 @@ def compute_metrics(y_true, probs, classes: list[str]) -> dict:
 
     AP and ROC-AUC are one-vs-rest per class; a class without positives (or without negatives)
     in `y_true` has None for them and is left out of the macro averages."""
+    from sklearn import metrics as skm  # here, not at import: scikit-learn takes a second to import
     y_true = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     n_cls = len(classes)
@@ -70,6 +70,7 @@ def curves(y_true, probs, num_classes: int) -> dict:
     """Per-class one-vs-rest PR and ROC curves: {'pr': {c: (recall, precision)}, 'roc': {c: (fpr, tpr)}}.
 
     Classes without positives (PR, ROC) or without negatives (ROC) are left out."""
+    from sklearn import metrics as skm
     y_true = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     pr, roc = {}, {}
