@@ -33,6 +33,7 @@ class ModeDefaults:
     lr: float
     weight_decay: float
     scheduler: str
+    epochs: int = 10
     train_scale: float = 1.0  # training crop = round(img_size * train_scale), to a multiple of 8
     head_warmup: int = 0  # epochs of head-only training on frozen features before the backbone trains (train/warmup.py)
     patience: int = 0  # stop after this many evaluations without a better val accuracy (0: never)

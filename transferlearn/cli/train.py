@@ -52,7 +52,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="weight init of every conv and linear layer for --mode scratch: "
                         + "; ".join(f"{k}: {v}" for k, v in INITS.items()))
     g = p.add_argument_group("optimisation", f"defaults by mode: {_DEFAULTS_HELP}")
-    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--epochs", type=int, default=None,
+                   help="default by mode: " + ", ".join(f"{m} {d.epochs}" for m, d in DEFAULTS.items()))
     g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--momentum", type=float, default=0.9, help="for sgd")
@@ -82,8 +83,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="augmented views per training image in the feature cache")
     g.add_argument("--backbone-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                    help="engine for the frozen backbone's features (last-layer feature cache, head warm-up). auto: "
-                        "onnxruntime on a CPU (2.4x PyTorch with AVX2 only; exported once and cached), PyTorch on "
-                        "a GPU or where it is not installed")
+                        "onnxruntime on a CPU (about 2x PyTorch's fp32; exported once and cached), PyTorch on a "
+                        "GPU or where it is not installed")
     g.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode every image every epoch instead of once into the on-disk cache")
     g.add_argument("--compile", action="store_true",

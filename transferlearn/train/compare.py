@@ -79,7 +79,7 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
         results[mode] = read_csv(Path(summaries[mode]["run_dir"]) / "results.csv")
     write_csv(out_dir / "comparison.csv", [summaries[m] for m in modes], COMPARISON_COLUMNS)
     plot_comparison(results, summaries, out_dir / "comparison.png",
-                    title=f"{cfg.arch} on {Path(cfg.data).name}, {cfg.epochs} epochs")
+                    title=f"{cfg.arch} on {Path(cfg.data).name}, " + epochs_label(summaries, modes))
     best = max(modes, key=lambda m: summaries[m]["best_val_acc"])
     write_json(out_dir / "summary.json", {"best_mode": best, "modes": summaries})
     report(write_compare_report, out_dir)
@@ -87,6 +87,14 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
     print(f"\nwinner: {best} (best val acc {summaries[best]['best_val_acc']:.4f}); "
           f"plots: {out_dir / 'comparison.png'}", flush=True)
     return {"best_mode": best, "modes": summaries, "dir": str(out_dir)}
+
+
+def epochs_label(summaries: dict, modes: list[str]) -> str:
+    """"10 epochs", or each mode's count where their defaults differ ("last-layer 10, all-layers 5 epochs")."""
+    counts = {m: summaries[m].get("epochs_run", summaries[m]["epochs"]) for m in modes}
+    if len(set(counts.values())) == 1:
+        return f"{next(iter(counts.values()))} epochs"
+    return ", ".join(f"{m} {n}" for m, n in counts.items()) + " epochs"
 
 
 def format_comparison(summaries: dict) -> str:

@@ -22,7 +22,7 @@ class TrainConfig:
     weights: str | None = None  # imagenet | none | PATH
     init: str = "kaiming"  # scratch mode only: kaiming | xavier | normal | default (models.INITS)
     in_channels: int = 3  # 1: grayscale images, 1-channel stem (pretrained RGB kernels summed)
-    epochs: int = 10
+    epochs: int | None = None  # None: the mode's default (modes.DEFAULTS)
     batch_size: int = 32  # per process; the global batch is batch_size x world size
     img_size: int | None = None  # eval / inference size, stored in the checkpoint; None: the arch's (224 mostly)
     train_size: int | None = None  # training crop; None: the mode's default (modes.DEFAULTS train_scale)
@@ -76,6 +76,7 @@ class TrainConfig:
         if c.img_size is None:
             c.img_size = spec.input_size
         c.augment = c.augment or default_augment(c.img_size)
+        c.epochs = d.epochs if c.epochs is None else c.epochs
         c.weights = c.weights or d.weights
         c.optimizer = c.optimizer or d.optimizer
         c.lr = d.lr if c.lr is None else c.lr

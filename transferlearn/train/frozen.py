@@ -1,8 +1,9 @@
 """A frozen backbone is a fixed function: run it on the fastest inference engine at hand.
 
-On a CPU that is onnxruntime: on EfficientNet-Lite0 at 224 px, one thread, it ran the backbone 2.4x as fast as
-PyTorch eager (channels_last, fp32) with AVX2 only, and at least as fast as PyTorch's bf16 autocast with
-AVX-512 bf16, in fp32, with features within 1e-5 of PyTorch's (docs/speed.md). The last-layer feature cache and
+On a CPU that is onnxruntime, in fp32: on EfficientNet-Lite0 at 224 px, one thread, it ran the backbone at
+about twice PyTorch eager's fp32 speed on this project's AVX-512 CPU, and at least PyTorch's bf16 autocast speed
+(docs/recipe.md), with features within 1e-5 of PyTorch's fp32 ones; on an AVX2-only CPU, where bf16 does not
+pay, onnxruntime was measured at 2.6x PyTorch eager (issue #15). The last-layer feature cache and
 the all-layers head warm-up compute all their features through `backbone_runner`. The exported graph is kept in
 the cache folder, keyed by the backbone's weights, so a second run with the same backbone does not export again.
 A backbone that does not export, or no onnxruntime, falls back to PyTorch with a one-line note.
