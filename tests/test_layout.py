@@ -126,7 +126,7 @@ def test_public_api():
     from transferlearn.train import trainer  # noqa: F401  (importing the package must not hide the function)
     assert callable(transferlearn.train) and callable(transferlearn.compare)
     assert transferlearn.load_model.__name__ == "load_model" and transferlearn.Classifier.__name__ == "Classifier"
-    assert transferlearn.TrainConfig().epochs > 0 and callable(transferlearn.create_model)
+    assert transferlearn.TrainConfig().batch_size > 0 and callable(transferlearn.create_model)
 
 
 def test_builtin_arch_names_are_the_zoos():
@@ -169,3 +169,46 @@ def test_ci_runs_the_readme_test_command():
     # the selections add up to every test, each once
     assert [s.rsplit(" -m ", 1)[1] for s in block.split(" && ")[1:]] == ['"not slow and not timing"', "slow",
                                                                          '"timing and not slow"']
+
+
+def _command_parsers():
+    from transferlearn.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices
+
+
+def test_training_options_are_the_config_fields_with_its_defaults():
+    """train/compare options and TrainConfig cannot drift: every field is an option of `train`, every
+    option is a field (or compare's own), and what argparse fills in is TrainConfig's default."""
+    from dataclasses import MISSING, fields
+
+    from transferlearn.train.config import TrainConfig
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    parsers = _command_parsers()
+    dests = {cmd: {a.dest for a in parsers[cmd]._actions} - {"help"} for cmd in ("train", "compare")}
+    assert dests["train"] == set(defaults), dests["train"] ^ set(defaults)
+    assert dests["compare"] - set(defaults) == {"modes", "inits"}
+    for cmd in ("train", "compare"):
+        ns = vars(parsers[cmd].parse_args([]))
+        assert {k: ns[k] for k in defaults} == defaults
+
+
+def test_training_options_state_no_default_of_their_own():
+    """A default is stated once, in TrainConfig: cli/train.py gives none for an option that is a field."""
+    import ast
+    from dataclasses import fields
+    from pathlib import Path
+
+    from transferlearn.train.config import TrainConfig
+    names = {f.name for f in fields(TrainConfig)}
+    src = Path(modules()["transferlearn.cli.train"]).read_text(encoding="utf-8")
+    stated = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            kw = {k.arg: k.value for k in node.keywords}
+            flag = next((a.value for a in node.args if isinstance(a, ast.Constant)), "")
+            dest = kw["dest"].value if "dest" in kw else flag.lstrip("-").replace("-", "_")
+            if dest in names and "default" in kw:
+                stated.append(f"{flag} (line {node.lineno})")
+    assert not stated, f"state these defaults in TrainConfig, not in cli/train.py: {stated}"
