@@ -12,7 +12,7 @@ Importing this package costs nothing: a name's module is imported when the name 
 from ..lazy import face
 
 __getattr__, __dir__, __all__ = face(__name__, {
-    "files": ("IMAGE_EXTENSIONS", "JUNK_NAMES", "is_hidden", "is_image_file", "list_class_dirs", "list_images",
+    "files": ("IMAGE_EXTENSIONS", "JUNK_NAMES", "is_hidden", "is_inside", "is_image_file", "list_class_dirs", "list_images",
               "to_rgb", "ImageTooLarge", "open_image", "load_rgb", "to_channels", "load_image"),
     "folders": ("VAL_NAMES", "DatasetError", "Splits", "scan", "stratified_split", "stratified_split3",
                 "split_folders", "find_splits"),

@@ -29,6 +29,15 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name in JUNK_NAMES
 
 
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when `path` is `folder` or lies below it, links resolved (so a user's dataset is never written into)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     p = Path(path)
     return (not is_hidden(p.name)) and p.suffix.lower() in IMAGE_EXTENSIONS

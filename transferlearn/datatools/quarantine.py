@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..data import is_inside
 from .check import FIX_KINDS, MANIFEST, CheckReport
 
 
@@ -17,20 +18,12 @@ def default_quarantine(root: str | os.PathLike) -> Path:
     return root.parent / f"{root.name}_quarantine"
 
 
-def inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def fix(report: CheckReport, quarantine: str | os.PathLike | None = None, log=print) -> list[dict]:
     """Move every file with a FIX_KINDS finding into `quarantine` (keeping its relative path) and append one
     manifest line per move, written before the move so an interrupted fix can still be undone."""
     root = Path(report.root).resolve()
     q = Path(quarantine) if quarantine else default_quarantine(root)
-    if inside(q, root):
+    if is_inside(q, root):
         raise ValueError(f"quarantine folder {q} is inside the dataset {root}; choose one outside it")
     moved = []
     todo = report.to_fix()

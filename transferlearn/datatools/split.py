@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import VAL_NAMES, DatasetError, list_class_dirs, list_images, stratified_split3
+from ..data import VAL_NAMES, DatasetError, is_inside, list_class_dirs, list_images, stratified_split3
 
 MANIFEST = "split_manifest.csv"
 COUNTS = "split_counts.csv"
@@ -30,19 +30,11 @@ class SplitResult:
     warnings: list[str]
 
 
-def _inside(a: Path, b: Path) -> bool:
-    try:
-        a.resolve().relative_to(b.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def _prepare_dst(src: Path, dst: Path, force: bool) -> None:
-    if _inside(dst, src):
+    if is_inside(dst, src):
         raise DatasetError(f"destination {dst} is inside the source {src}; it would be read as a class folder. "
                            f"Choose a destination outside {src}.")
-    if _inside(src, dst / "train") or any(_inside(src, dst / s) for s in SPLITS[1:]):
+    if is_inside(src, dst / "train") or any(is_inside(src, dst / s) for s in SPLITS[1:]):
         raise DatasetError(f"source {src} is inside the destination's split folders; choose another destination")
     if not dst.exists() or not any(dst.iterdir()):
         return
