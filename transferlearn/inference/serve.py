@@ -21,6 +21,7 @@ import time
 from PIL import Image, UnidentifiedImageError
 
 from ..data import to_rgb
+from ..reporting import template
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -250,92 +251,8 @@ def background_server(app, host: str = "127.0.0.1", port: int = 0, log_level: st
 def render_page(info: dict, classes: list[str]) -> str:
     import html
     import json
-    return (PAGE.replace("{{TITLE}}", html.escape(f"{info['arch']} classifier"))
+    return (template("serve.html").replace("{{TITLE}}", html.escape(f"{info['arch']} classifier"))
                 .replace("{{SUBTITLE}}", html.escape(f"{len(classes)} classes: " + ", ".join(classes[:12])
                                                      + (" ..." if len(classes) > 12 else "")))
                 .replace("{{MAX_BYTES}}", json.dumps(info["max_bytes"]))
                 .replace("{{MAX_MB}}", f"{info['max_bytes'] / 2**20:.0f}"))
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{TITLE}} - transferlearn</title>
-<style>
- body{font-family:system-ui,"Noto Sans CJK SC","Noto Sans",sans-serif;margin:0;background:#f5f6f8;color:#222}
- header{background:#263238;color:#fff;padding:14px 24px} header h1{margin:0;font-size:20px}
- header p{margin:4px 0 0;color:#b0bec5;font-size:13px}
- main{max-width:1100px;margin:20px auto;padding:0 16px}
- #drop{display:block;border:2px dashed #90a4ae;border-radius:10px;background:#fff;padding:26px;text-align:center;cursor:pointer}
- #drop.over{border-color:#1e88e5;background:#e3f2fd}
- #drop small{color:#666}
- .row{display:flex;gap:20px;margin-top:20px;flex-wrap:wrap}
- .card{background:#fff;border-radius:10px;padding:16px;box-shadow:0 1px 3px rgba(0,0,0,.12);flex:1;min-width:300px}
- .card h2{font-size:15px;margin:0 0 10px;color:#455a64}
- .card img{max-width:100%;max-height:340px;display:block;margin:auto;border-radius:6px}
- #label{font-size:26px;font-weight:600;margin:0 0 12px}
- .bar{display:flex;align-items:center;margin:6px 0;font-size:14px}
- .bar .name{width:34%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
- .bar .track{flex:1;background:#eceff1;border-radius:4px;height:18px;margin:0 8px}
- .bar .fill{background:#1e88e5;height:18px;border-radius:4px}
- .bar:first-child .fill{background:#fb8c00}
- .bar .pct{width:56px;text-align:right;font-variant-numeric:tabular-nums}
- #error{color:#c62828;font-weight:600} #status{color:#666;font-size:13px}
- .hidden{display:none}
-</style></head>
-<body>
-<header><h1>{{TITLE}}</h1><p>{{SUBTITLE}}</p></header>
-<main>
- <label id="drop" for="file">
-  <b>Drop an image here</b> or click to pick one<br><small>JPEG, PNG, WebP, GIF, BMP, TIFF up to {{MAX_MB}} MB.
-  The image is sent to this server only, kept in memory and never stored.</small>
-  <input id="file" type="file" accept="image/*" class="hidden">
- </label>
- <p id="error" role="alert"></p><p id="status"></p>
- <div class="row hidden" id="results">
-  <div class="card"><h2>Image</h2><img id="preview" alt="uploaded image"></div>
-  <div class="card"><h2>Prediction</h2><p id="label"></p><div id="bars"></div></div>
-  <div class="card"><h2 id="camtitle">Where the model looks (CAM)</h2><img id="cam" alt="CAM heat-map"></div>
- </div>
-</main>
-<script>
-const MAX_BYTES = {{MAX_BYTES}};
-const $ = id => document.getElementById(id);
-function pct(p){ return (100*p).toFixed(1) + "%"; }
-function showError(msg){ $("error").textContent = msg; $("status").textContent = ""; }
-async function send(file){
-  showError("");
-  if (!file) return;
-  if (file.size > MAX_BYTES){ showError(`"${file.name}" is ${(file.size/1048576).toFixed(1)} MB; the limit is ${(MAX_BYTES/1048576).toFixed(0)} MB.`); return; }
-  $("preview").src = URL.createObjectURL(file);
-  $("status").textContent = "classifying " + file.name + " ...";
-  const fd = new FormData(); fd.append("file", file);
-  let res, body;
-  try { res = await fetch("predict?cam=1&topk=5", {method: "POST", body: fd}); body = await res.json(); }
-  catch (e) { showError("request failed: " + e); return; }
-  if (!res.ok){ showError(body.error || body.detail || ("error " + res.status)); $("results").classList.add("hidden"); return; }
-  $("results").classList.remove("hidden");
-  $("label").textContent = `${body.label}  ${pct(body.confidence)}`;
-  $("bars").innerHTML = "";
-  for (const t of body.topk){
-    const row = document.createElement("div"); row.className = "bar";
-    const name = document.createElement("span"); name.className = "name"; name.textContent = t.label; name.title = t.label;
-    const track = document.createElement("span"); track.className = "track";
-    const fill = document.createElement("span"); fill.className = "fill"; fill.style.display = "block";
-    fill.style.width = pct(t.confidence); track.appendChild(fill);
-    const p = document.createElement("span"); p.className = "pct"; p.textContent = pct(t.confidence);
-    row.append(name, track, p); $("bars").appendChild(row);
-  }
-  if (body.cam){ $("cam").src = body.cam.png; $("camtitle").textContent = `${body.cam.method} for "${body.cam.class}"`; }
-  $("status").textContent = `${file.name}: ${body.image.width}x${body.image.height}, predicted in ${body.ms.predict} ms` +
-                            (body.ms.cam ? `, CAM ${body.ms.cam} ms` : "");
-  document.body.dataset.done = "1";
-}
-$("file").addEventListener("change", e => send(e.target.files[0]));
-const drop = $("drop");
-["dragenter","dragover"].forEach(ev => drop.addEventListener(ev, e => { e.preventDefault(); drop.classList.add("over"); }));
-["dragleave","drop"].forEach(ev => drop.addEventListener(ev, e => { e.preventDefault(); drop.classList.remove("over"); }));
-drop.addEventListener("drop", e => send(e.dataTransfer.files[0]));
-</script>
-</body></html>
-"""

@@ -14,23 +14,7 @@ import json
 from pathlib import Path
 
 from ..runs.folders import read_csv
-
-CSS = """
-body{font-family:"Noto Sans CJK SC","Noto Sans",system-ui,-apple-system,"Segoe UI",Roboto,"PingFang SC",
-"Microsoft YaHei",sans-serif;margin:24px auto;max-width:1180px;padding:0 16px;color:#222;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:2px solid #e3e3e3;padding-bottom:4px;margin-top:32px}
-.sub{color:#666;margin-top:0}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:.92em}
-th,td{border:1px solid #ddd;padding:4px 9px;text-align:left}th{background:#f4f6f8}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;border:1px solid #eee;margin:6px 0}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:14px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:14px}
-.card{border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;background:#fcfcfc}
-.big{font-size:1.7em;font-weight:600}.win{background:#eaf7ea}
-.reading{background:#f3f7ff;border-left:4px solid #4a7bd0;padding:10px 16px;margin:12px 0}
-.reading li{margin:4px 0}.warn{color:#b00}
-"""
+from .templates import template
 
 
 # ---------------------------------------------------------------- small helpers
@@ -96,7 +80,7 @@ class Markup(str):
 def _page(title: str, subtitle: str, body: list[str]) -> str:
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>\n"
+            f"<title>{_e(title)}</title><style>\n{template('report.css')}</style></head><body>\n"
             f"<h1>{_e(title)}</h1><p class=\"sub\">{_e(subtitle)}</p>\n" + "\n".join(b for b in body if b) +
             "\n</body></html>\n")
 
