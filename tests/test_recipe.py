@@ -40,6 +40,22 @@ def test_head_warmup_trains_only_the_head_then_everything_trains(dataset, tmp_pa
                and not torch.equal(start[k], after[k])]
     assert len(changed) > 50
     assert load(s["run_dir"] + "/last.pt")["train_state"]["warmup"] == w  # travels with the resume point
+    with open(s["run_dir"] + "/results.csv", encoding="utf-8-sig") as f:  # epoch 0: the warmed-up model
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and float(rows[0]["val_acc"]) == pytest.approx(w["val_acc"])
+
+
+def test_warmed_up_head_is_a_candidate_for_best(dataset, tmp_path):
+    # lr 0: fine-tuning changes no weight, so no epoch can beat epoch 0 and best.pt is the warmed-up model
+    s = train(data=str(dataset), mode="all-layers", epochs=2, head_warmup=2, lr=0.0, project=str(tmp_path),
+              **{**FAST, "amp": "off"})
+    best = load(s["run_dir"] + "/best.pt")
+    if s["best_epoch"] == 0:
+        assert best["epoch"] == 0 and best["metrics"]["val_acc"] == pytest.approx(s["head_warmup"]["val_acc"])
+    assert s["best_val_acc"] >= s["head_warmup"]["val_acc"]
+    from transferlearn.report import fit_reading
+    reading = " ".join(fit_reading({**s, "best_epoch": 0}))
+    assert "never beat the warmed-up head" in reading and "2 epochs on the frozen backbone" in reading
 
 
 def test_no_warmup_means_the_head_starts_at_its_init(dataset, tmp_path):

@@ -125,6 +125,10 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
     if summary.get("stopped_early"):
         out.append(f"{name}: stopped early after epoch {ep} of {summary.get('epochs')}: val accuracy had stopped "
                    f"improving (best {_pct(summary.get('best_val_acc'))} at epoch {be}; --patience).")
+    elif w and be == 0 and ep:
+        out.append(f"{name}: fine-tuning never beat the warmed-up head (val accuracy {_pct(w['val_acc'])}): "
+                   f"best.pt is the model after the warm-up, the backbone as pretrained. On this data a frozen "
+                   f"backbone (last-layer) is as good; a lower --lr may let fine-tuning help.")
     elif be and ep and ep > 2:
         if be == ep:
             out.append(f"{name}: val accuracy was still improving at the last epoch ({ep}); more epochs may help.")

@@ -90,7 +90,9 @@ class Console(Callback):
         cfg = trainer.cfg
         val = (f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{' *' if row.get('improved') else ''}"
                if "val_acc" in row else "val skipped")
-        trainer.log(f"epoch {row['epoch']}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+        label = f"epoch {row['epoch']}/{cfg.epochs}" + (
+            f" (head warm-up: {trainer.state.warmup['epochs']} epochs on frozen features)" if row["epoch"] == 0 else "")
+        trainer.log(f"{label}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
                     f"  {val}  lr {row['lr']:.2e}  {row['seconds']:.1f}s")
 
     def on_fit_end(self, trainer, summary):

@@ -57,6 +57,14 @@ def should_eval(epoch: int, cfg: TrainConfig) -> bool:
     return epoch >= cfg.eval_start_epoch and (epoch - cfg.eval_start_epoch) % cfg.eval_interval == 0
 
 
+def warmup_row(w: dict) -> dict:
+    """results.csv's epoch 0: the model after the head warm-up (pretrained backbone, trained head), as fastai's
+    fine_tune shows its frozen epoch before the unfrozen ones."""
+    return {"epoch": 0, "lr": w["lr"], "train_loss": w["train_loss"], "train_acc": w["train_acc"],
+            "val_loss": w["val_loss"], "val_acc": w["val_acc"], "seconds": w["seconds"], "train_images": 0,
+            "train_seconds": 0.0, "val_images": w["val_images"]}
+
+
 def converged(history: list[dict], patience: int) -> bool:
     """Early stopping: the last `patience` evaluations were no better than the best one before them."""
     accs = [r["val_acc"] for r in history if r.get("val_acc") is not None]
@@ -150,9 +158,6 @@ class Trainer:
                 self.state.warmup = warm_up_head(self.model, train, val, cfg, ctx, self.device, self.amp,
                                                  len(splits.classes), self.criterion, self.train_criterion,
                                                  log=self.log)
-                w = self.state.warmup
-                self.log(f"head warm-up: {w['epochs']} epochs on frozen features ({w['views']} views), val acc "
-                         f"{w['val_acc']:.4f}, {w['seconds']:.1f}s; now fine-tuning all layers")
             self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes),
                                                                  self.device)
             trained = self.model
@@ -160,8 +165,9 @@ class Trainer:
             trained = torch.compile(trained)
         self.eval_forward = trained
         self.forward = self._wrap_ddp(trained)
-        self.prep_seconds = time.perf_counter() - t0
-        self.state.train_seconds += self.prep_seconds  # decoding and feature extraction are part of the cost
+        warm = self.state.warmup["seconds"] if self.state.warmup and not self.resumed else 0.0
+        self.prep_seconds = time.perf_counter() - t0 - warm  # the warm-up is epoch 0's row (warmup_row)
+        self.state.train_seconds += self.prep_seconds + warm  # decoding and feature extraction are part of the cost
 
         # the run folder: chosen once, by the main process, and told to the others
         self.run_dir = Path(ctx.broadcast(str(self._claim_run_dir()) if ctx.is_main else None))
@@ -234,6 +240,14 @@ class Trainer:
     def fit(self) -> "Trainer":
         cfg, state, ctx = self.cfg, self.state, self.ctx
         restore = self._install_signal_handlers()
+        if state.warmup and not state.history:  # the warmed-up head is the run's first candidate for best.pt
+            row = warmup_row(state.warmup)
+            state.best_acc, state.best_epoch = row["val_acc"], 0
+            state.history.append(row)
+            if ctx.is_main:
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, {**row, "improved": True})
+            self.checkpoint()
         try:
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch + 1

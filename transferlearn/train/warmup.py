@@ -45,6 +45,7 @@ def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, am
         probe = evaluate(model, val_b, criterion, device, "off", forward=model.head, ctx=one, quiet=True)
     finally:
         apply_mode(model, cfg.mode)
-    return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "train_acc": round(row["train_acc"], 4),
-            "val_acc": round(probe["val_acc"], 4), "val_loss": round(probe["val_loss"], 4),
+    return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "lr": d.lr, "train_loss": row["train_loss"],
+            "train_acc": row["train_acc"], "val_acc": probe["val_acc"], "val_loss": probe["val_loss"],
+            "val_images": probe["val_images"],
             "feature_seconds": round(t_features, 2), "seconds": round(time.perf_counter() - t0, 2)}
