@@ -147,14 +147,16 @@ def test_errors_share_one_base_and_keep_their_old_bases():
 
 @pytest.mark.timing
 def test_help_starts_in_half_a_second():
-    """The fastest of three `transferlearn --help` and `train --help` runs, interpreter start included."""
-    import time
+    """`transferlearn --help` and `train --help` cost under 0.5 s, interpreter start included: the CPU time
+    of the fastest of three runs (its wall time on a busy machine also counts the neighbours' work)."""
+    import resource
     for argv in (["--help"], ["train", "--help"]):
         best = float("inf")
         for _ in range(3):
-            t = time.perf_counter()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run([sys.executable, "-m", "transferlearn", *argv], capture_output=True, check=True)
-            best = min(best, time.perf_counter() - t)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            best = min(best, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         assert best < 0.5, (argv, best)
 
 
