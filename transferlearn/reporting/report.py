@@ -311,8 +311,11 @@ def write_compare_report(folder: str | Path) -> Path:
                                "train seconds", "img/s", "trainable params"])]
         first = next(iter(modes.values()))
         args = _read_yaml(Path(first.get("run_dir", "")) / "args.yaml") or {}
-        body.append(f"<p>Same data, epochs and seed for every mode: <code>{_e(args.get('data', ''))}</code>, "
-                    f"{_e(first.get('arch', ''))}, {_e(first.get('epochs', ''))} epochs, batch "
+        counts = {m: s.get("epochs") for m, s in modes.items()}
+        epochs = (f"{next(iter(counts.values()))} epochs" if len(set(counts.values())) == 1 else
+                  "epochs " + ", ".join(f"{m} {n}" for m, n in counts.items()) + " (each mode's default)")
+        body.append(f"<p>Same data and seed for every mode: <code>{_e(args.get('data', ''))}</code>, "
+                    f"{_e(first.get('arch', ''))}, {_e(epochs)}, batch "
                     f"{_e(args.get('batch_size', ''))}, {_e(first.get('train_images', ''))} train / "
                     f"{_e(first.get('val_images', ''))} val images, {_e(first.get('classes', ''))} classes, "
                     f"device {_e(first.get('device', ''))}.</p>")
