@@ -254,6 +254,7 @@ def test_eval_skips_unreadable_images(trained, tmp_path):
     assert m["num_samples"] == 15 == len(_read_predictions(tmp_path / "o"))
 
 
+@pytest.mark.timing
 def test_tsne_after_torch_is_fast():
     """Regression: with PyTorch's OpenMP threads alive, scikit-learn's t-SNE spun for 43 s on 12 points."""
     import time

@@ -95,7 +95,7 @@ def test_backend_throughput_same_images(tiny_onnx, tiny_checkpoint, tiny_data):
 
 def test_missing_optional_dependency_message(capsys):
     from transferlearn.cli.extras import missing_extra
-    assert missing_extra(ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"), "export") == 2
+    assert missing_extra(ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime")) == 2
     assert "pip install 'transferlearn[export]'" in capsys.readouterr().err
     with pytest.raises(ModuleNotFoundError):  # anything else is a real bug, not a missing extra
-        missing_extra(ModuleNotFoundError("x", name="somethingelse"), "export")
+        missing_extra(ModuleNotFoundError("x", name="somethingelse"))

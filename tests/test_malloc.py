@@ -29,6 +29,7 @@ print(sum(per))
 """
 
 
+@pytest.mark.timing
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_tune_malloc_cuts_page_faults_per_training_step():
     def faults_in_8_steps(tuned):

@@ -78,13 +78,13 @@ def test_resnet_imagenet_download_from_local_server(local_server, tmp_path, monk
     (root / f"resnet18-{digest}.pth").write_bytes(tmp.read_bytes())  # torch.hub checks this hash prefix
     fake = type("W", (), {"url": f"{base}/resnet18-{digest}.pth"})()
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(models.get_spec("resnet18"), "load_imagenet", models._torchvision_download(fake))
+    monkeypatch.setattr(models.get_spec("resnet18"), "load_imagenet", models.torchvision_download(fake))
     m = create_model("resnet18", 3, weights="imagenet")
     assert torch.equal(m.backbone.conv1.weight, net.conv1.weight)
     assert (tmp_path / "torch_home" / "hub" / "checkpoints" / f"resnet18-{digest}.pth").is_file()
     # offline (server gone): a message naming the file to place and the alternatives
     fake_missing = type("W", (), {"url": f"{base}/resnet34-deadbeef.pth"})()
-    monkeypatch.setattr(models.get_spec("resnet18"), "load_imagenet", models._torchvision_download(fake_missing))
+    monkeypatch.setattr(models.get_spec("resnet18"), "load_imagenet", models.torchvision_download(fake_missing))
     with pytest.raises(WeightsError) as e:
         create_model("resnet18", 3, weights="imagenet")
     msg = str(e.value)

@@ -13,7 +13,9 @@ from PIL import Image
 from transferlearn import Classifier
 from transferlearn.cli import main
 from transferlearn.data import eval_transform
-from transferlearn.predict import Prediction, collect_paths, format_table, numpy_preprocess
+from transferlearn.data.pixels import numpy_preprocess
+from transferlearn.inference.outputs import format_table
+from transferlearn.inference.predict import Prediction, collect_paths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

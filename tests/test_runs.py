@@ -55,10 +55,14 @@ def test_run_folder_contents_and_checkpoint_roundtrip(dataset, tmp_path):
     assert correct == pytest.approx(ck["metrics"]["val_acc"], abs=1e-6)
 
 
-def test_runs_are_numbered_not_overwritten(dataset, tmp_path):
-    a = train(data=str(dataset), epochs=1, project=str(tmp_path), name="exp", **FAST)
-    b = train(data=str(dataset), epochs=1, project=str(tmp_path), name="exp", **FAST)
-    assert a["run_dir"].endswith("exp") and b["run_dir"].endswith("exp2")
+def test_runs_are_numbered_not_overwritten(tmp_path):
+    """Numbered, never reused, without training twice: train() and compare() take their folder here
+    (test_run_folder_contents_and_checkpoint_roundtrip sees a run land in its named folder)."""
+    from transferlearn.runs import claim_run_dir
+    assert [claim_run_dir(tmp_path, "exp").name for _ in range(3)] == ["exp", "exp2", "exp3"]
+    assert claim_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"  # --exist-ok reuses the folder
+    assert [claim_run_dir(tmp_path, "v2").name for _ in range(2)] == ["v2", "v3"]  # a trailing number counts on
+    assert claim_run_dir(tmp_path / "new" / "project", "苹果-红").is_dir()  # parents made, UTF-8 names kept
 
 
 def test_compare_runs_three_modes(dataset, tmp_path):

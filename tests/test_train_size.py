@@ -27,7 +27,7 @@ def test_train_transform_makes_train_size_crops(augment):
 
 
 def test_preprocess_without_train_size_trains_at_img_size():
-    pre = preprocess_config(40, (0.5,) * 3, (0.5,) * 3)
+    pre = preprocess_config(40, (0.5,) * 3, (0.5,) * 3).to_dict()  # as a checkpoint holds it
     assert pre["train_size"] == 40
     del pre["train_size"]  # checkpoints written before --train-size existed
     assert train_transform(pre, "standard")(noise_image(0, (60, 50))).shape == (3, 40, 40)

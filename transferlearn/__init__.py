@@ -4,23 +4,25 @@
     summary = transferlearn.train(data="fruit30_split", mode="last-layer", arch="efficientnet_lite0")
     result = transferlearn.compare(data="fruit30_split", epochs=20)
     model, ckpt = transferlearn.load_model("runs/last-layer")
+
+The layers, and where each thing lives: docs/architecture.md.
 """
 __version__ = "0.1.0"
 
 __all__ = ["Classifier", "train", "compare", "TrainConfig", "load_model", "create_model", "list_archs", "__version__"]
 
+from . import moved as _moved  # noqa: E402  (old import paths such as transferlearn.predict keep working)
 
-def __getattr__(name):  # lazy: `import transferlearn` stays cheap (no torch until needed)
-    if name in ("train", "compare", "TrainConfig"):
-        from . import trainer
-        return getattr(trainer, name)
-    if name == "load_model":
-        from .checkpoint import load_model
-        return load_model
-    if name == "Classifier":
-        from .predict import Classifier
-        return Classifier
-    if name in ("create_model", "list_archs"):
-        from . import models
-        return getattr(models, name)
+_moved.install()
+
+# name -> the module it comes from, imported on first use so `import transferlearn` stays cheap (no torch)
+_API = {"train": "transferlearn.train", "compare": "transferlearn.train", "TrainConfig": "transferlearn.train",
+        "load_model": "transferlearn.models", "Classifier": "transferlearn.inference.predict",
+        "create_model": "transferlearn.models", "list_archs": "transferlearn.models"}
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'transferlearn' has no attribute {name!r}")

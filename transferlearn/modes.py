@@ -18,8 +18,10 @@ faster and at least as accurate as 176 and 224 px (docs/speed.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # no torch import: the CLI's help reads MODES and DEFAULTS
+    from torch import nn
 
 MODES = ("last-layer", "all-layers", "scratch")
 

@@ -16,10 +16,9 @@ import argparse
 import torch
 import torchvision
 
-from transferlearn.data import eval_transform
-from transferlearn.files import list_images, load_rgb
-from transferlearn.mindspore import apply_variant, write_ckpt
-from transferlearn.mindspore.convert import to_mindspore
+from transferlearn.data import eval_transform, list_images, load_rgb
+from transferlearn.models.mindspore import apply_variant, write_ckpt
+from transferlearn.models.mindspore.convert import to_mindspore
 
 
 def main() -> None:

@@ -32,14 +32,20 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from transferlearn.data import DatasetError
-    from transferlearn.models import WeightsError
-    from transferlearn.runs import RunInUse
+    from transferlearn.cli.extras import missing_extra
+    from transferlearn.errors import TransferlearnError
     try:
         return args.func(args) or 0
-    except (DatasetError, WeightsError, FileNotFoundError, ValueError, RunInUse) as e:
+    except TransferlearnError as e:  # ours: the message says what is wrong and how to fix it
+        print(f"error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except (FileNotFoundError, ValueError) as e:  # a path that is not there; a value the libraries refuse
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:  # an optional package (pip extra) is missing; anything else is a bug
+        return missing_extra(e)
     except KeyboardInterrupt:
         print("\ninterrupted before training started; nothing to resume", file=sys.stderr)
         return 130

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def _convert(args) -> int:
-    from transferlearn.mindspore import convert
+    from transferlearn.models.mindspore import convert
     convert(args.src, args.dst, style=args.style, crc=args.crc)
     return 0
 

@@ -7,10 +7,10 @@ import sys
 
 
 def _check(args) -> int:
-    from transferlearn import datacheck
+    from transferlearn.datatools import check as datacheck, quarantine
 
     if args.undo:
-        res = datacheck.undo(args.undo)
+        res = quarantine.undo(args.undo)
         return 0 if not (res["skipped"] or res["missing"]) else 1
     if not args.dir:
         raise ValueError("data check needs DIR (or --undo QUARANTINE_DIR)")
@@ -22,7 +22,7 @@ def _check(args) -> int:
         print(datacheck.format_report(report, max_list=10**9 if args.verbose else 20))
     if args.fix and not report.clean:
         log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-        moved = datacheck.fix(report, args.quarantine, log=log)
+        moved = quarantine.fix(report, args.quarantine, log=log)
         moved_paths = {m["original"] for m in moved}
         left = {p for k, p, _ in report.findings(datacheck.PROBLEM_KINDS + datacheck.WARNING_KINDS)} - moved_paths
         if left:
@@ -32,7 +32,7 @@ def _check(args) -> int:
 
 
 def _split(args) -> int:
-    from transferlearn.split import format_counts, split_folder
+    from transferlearn.datatools.split import format_counts, split_folder
 
     res = split_folder(args.src, args.dst, val=args.val, test=args.test, seed=args.seed, link=args.link,
                        force=args.force, progress=not args.quiet)
@@ -46,14 +46,10 @@ def _split(args) -> int:
 
 
 def _get(args) -> int:
-    from transferlearn.datasets import DatasetGetError, get
+    from transferlearn.datatools.get import get
 
-    try:
-        out = get(args.name, args.dir, from_path=args.from_path, force=args.force, no_verify=args.no_verify,
-                  progress=not args.quiet)
-    except DatasetGetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = get(args.name, args.dir, from_path=args.from_path, force=args.force, no_verify=args.no_verify,
+              progress=not args.quiet)
     print(f"{args.name} is in {out}\ncheck it with: transferlearn data check {out}\n"
           f"train on it with: transferlearn train --data {out}")
     return 0
@@ -108,7 +104,7 @@ def add_parser(sub) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_split)
 
-    from transferlearn.datasets import DATASETS
+    from transferlearn.datatools.sources import DATASETS
 
     g = dsub.add_parser("get", help="download a known dataset as train/val class folders",
                         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def _demo(args) -> int:
-    from transferlearn.demo import run_demo
+    from transferlearn.datatools.demo import run_demo
     run_demo(epochs=args.epochs, n_train=args.train_images, n_val=args.val_images, img_size=args.img_size,
              arch=args.arch, project=args.project, quiet=args.quiet)
     return 0

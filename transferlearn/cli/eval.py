@@ -3,16 +3,10 @@ from __future__ import annotations
 
 
 def _eval(args) -> int:
-    import sys
-
-    from transferlearn.evaluate import evaluate
-    try:
-        evaluate(args.checkpoint, args.data, split=args.split, out=args.out, embed=args.embed,
-                 batch_size=args.batch_size, workers=args.workers, device=args.device, top_k=args.top_k,
-                 num_mistakes=args.mistakes)
-    except ImportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from transferlearn.evaluation.evaluate import evaluate
+    evaluate(args.checkpoint, args.data, split=args.split, out=args.out, embed=args.embed,
+             batch_size=args.batch_size, workers=args.workers, device=args.device, top_k=args.top_k,
+             num_mistakes=args.mistakes)
     return 0
 
 

@@ -1,23 +1,15 @@
 """`transferlearn explain CHECKPOINT IMAGE...`"""
 from __future__ import annotations
 
-from transferlearn.cli.extras import missing_extra
-
 import sys
 
 
 def _explain(args) -> int:
-    try:
-        return _explain_run(args)
-    except ModuleNotFoundError as e:
-        return missing_extra(e, "explain")
-
-
-def _explain_run(args) -> int:
     from pathlib import Path
 
-    from transferlearn.explain import Explainer, save_explanation
-    from transferlearn.predict import collect_paths, plot_name
+    from transferlearn.inference.explain import Explainer, save_explanation
+    from transferlearn.inference.outputs import plot_name
+    from transferlearn.inference.predict import collect_paths
 
     exp = Explainer.load(args.checkpoint, method=args.method, device=args.device, target_layer=args.layer)
     exp.class_index(args.target_class)  # fail early on an unknown class name

@@ -3,20 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from transferlearn.cli.extras import missing_extra
-
 
 def _export(args) -> int:
-    try:
-        return _export_run(args)
-    except ModuleNotFoundError as e:
-        return missing_extra(e, "export")
-
-
-def _export_run(args) -> int:
     import time
 
-    from transferlearn.export import export
+    from transferlearn.inference.export import export
     t0 = time.perf_counter()
     try:
         r = export(args.checkpoint, args.format, args.output, dynamic_batch=args.dynamic_batch,

@@ -9,10 +9,12 @@ EXTRA_OF = {"onnx": "export", "onnxruntime": "export", "onnxscript": "export", "
             "multipart": "serve", "starlette": "serve"}
 
 
-def missing_extra(e: ModuleNotFoundError, default_extra: str) -> int:
+def missing_extra(e: ModuleNotFoundError) -> int:
+    """Exit code 2 and the pip command, for a package that one of our extras provides; any other
+    missing module is a broken install or a bug, and is raised."""
     top = (e.name or "").split(".")[0]
     if top not in EXTRA_OF:
         raise e
     print(f"error: this command needs the optional package {top!r}: "
-          f"pip install 'transferlearn[{EXTRA_OF.get(top, default_extra)}]'", file=sys.stderr)
+          f"pip install 'transferlearn[{EXTRA_OF[top]}]'", file=sys.stderr)
     return 2

@@ -1,22 +1,14 @@
 """`transferlearn predict CHECKPOINT PATH...`"""
 from __future__ import annotations
 
-from transferlearn.cli.extras import missing_extra
-
 import sys
 import time
 
 
 def _predict(args) -> int:
-    try:
-        return _predict_run(args)
-    except ModuleNotFoundError as e:
-        return missing_extra(e, "export")
-
-
-def _predict_run(args) -> int:
-    from transferlearn.predict import (Classifier, collect_paths, format_table, plot_name, plot_prediction,
-                                       summarize, write_csv, write_json)
+    from transferlearn.inference.outputs import (format_table, plot_name, plot_prediction, save_predictions_csv,
+                                                 save_predictions_json, summarize)
+    from transferlearn.inference.predict import Classifier, collect_paths
 
     clf = Classifier.load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads)
     args.topk = max(1, min(args.topk, len(clf.classes)))
@@ -44,10 +36,10 @@ def _predict_run(args) -> int:
     log(f"{len(preds)} images predicted in {seconds:.2f}s ({rate:.1f} img/s, backend {clf.backend.name}, "
         f"batch {args.batch_size}); {len(clf.skipped)} skipped" + (f" | {counts}" if counts else ""))
     if args.csv:
-        write_csv(preds, args.csv, args.topk)
+        save_predictions_csv(preds, args.csv, args.topk)
         log(f"CSV: {args.csv}")
     if args.json:
-        write_json(preds, args.json, clf.skipped,
+        save_predictions_json(preds, args.json, clf.skipped,
                    extra={"checkpoint": str(args.checkpoint), "backend": clf.backend.name, "classes": clf.classes,
                           "seconds": round(seconds, 3), "images_per_second": round(rate, 2)})
         if not to_stdout:

@@ -1,18 +1,9 @@
 """`transferlearn serve CHECKPOINT`"""
 from __future__ import annotations
 
-from transferlearn.cli.extras import missing_extra
-
 
 def _serve(args) -> int:
-    try:
-        return _serve_run(args)
-    except ModuleNotFoundError as e:
-        return missing_extra(e, "serve")
-
-
-def _serve_run(args) -> int:
-    from transferlearn.serve import run
+    from transferlearn.inference.serve import run
     run(args.checkpoint, host=args.host, port=args.port, max_bytes=int(args.max_mb * 1024 * 1024),
         max_pixels=int(args.max_megapixels * 1_000_000), cam_method=args.cam_method, device=args.device)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 def _stats(args) -> int:
     from pathlib import Path
 
-    from transferlearn.datastats import dataset_stats
+    from transferlearn.datatools.stats import dataset_stats
     out = args.out or str(Path("runs") / "stats" / Path(args.dir).resolve().name)
     dataset_stats(args.dir, out)
     return 0

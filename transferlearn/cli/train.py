@@ -2,129 +2,135 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE
-from transferlearn.models import INITS, list_archs
+from transferlearn.models import BUILTIN_ARCHS, INITS
 from transferlearn.modes import DEFAULTS, MODES
+from transferlearn.train.config import TrainConfig  # no torch: its defaults are the options' defaults
 
 _DEFAULTS_HELP = "; ".join(f"{m}: {d.optimizer} lr={d.lr:g} wd={d.weight_decay:g} {d.scheduler}"
                            for m, d in DEFAULTS.items())
 
 
+def config_defaults() -> dict:
+    """Every TrainConfig default, as the options' defaults: each is stated once, in TrainConfig
+    (test_layout checks that no option here states one of its own)."""
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+
+
 def add_training_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=None, help="folder with train/<class>/ and val/<class>/ (val/ optional)")
-    g.add_argument("--val-split", type=float, default=0.2,
+    g.add_argument("--data", help="folder with train/<class>/ and val/<class>/ (val/ optional)")
+    g.add_argument("--val-split", type=float,
                    help="fraction of train/ held out (stratified, seeded) when there is no val/ folder")
-    g.add_argument("--img-size", type=int, default=None,
+    g.add_argument("--img-size", type=int,
                    help=f"eval and inference size (stored in the checkpoint); default: the arch's (224 for most, "
                         f"32 for lenet). At {SMALL_IMAGE} or less images are used whole at native size (MNIST 28, "
                         f"CIFAR 32): no border-cutting crop, training at that size")
-    g.add_argument("--train-size", type=int, default=None,
+    g.add_argument("--train-size", type=int,
                    help="training crop size; default by mode (smaller than --img-size where the backbone trains: "
                         "faster, and 'train low, test high' keeps accuracy)")
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--workers", default="auto", help="data loader processes (auto: one per CPU core, max 8)")
-    g.add_argument("--augment", choices=AUGMENT_PRESETS, default=None,
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--workers", help="data loader processes (auto: one per CPU core, max 8)")
+    g.add_argument("--augment", choices=AUGMENT_PRESETS,
                    help="training augmentation: none (eval transform), light (resize + mild random crop + flip), "
                         "standard (RandomResizedCrop + flip), strong (standard + TrivialAugmentWide + RandomErasing), "
                         "pad-crop-flip (CIFAR recipe: pad size/8, random crop, flip), pad-crop (pad size/14 and "
                         "crop, no flip: digits). Default: standard, or pad-crop-flip at --img-size "
                         f"{SMALL_IMAGE} or less")
-    g.add_argument("--in-channels", type=int, default=3,
+    g.add_argument("--in-channels", type=int,
                    help="1 for grayscale data (decoded to L, cached and normalised as one channel; a pretrained "
                         "stem's RGB kernels are summed), 3 for colour (default). `data stats` says when every "
                         "image is grayscale")
-    g.add_argument("--balance", choices=["none", "weighted-loss", "sampler"], default="none",
+    g.add_argument("--balance", choices=["none", "weighted-loss", "sampler"],
                    help="class imbalance: weighted-loss (loss weights inverse to class frequency) or sampler "
                         "(WeightedRandomSampler: every class drawn equally often)")
-    g.add_argument("--imbalance-warn", type=float, default=3.0,
+    g.add_argument("--imbalance-warn", type=float,
                    help="warn when the largest class has more than this many times the smallest's images")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", default="resnet18", metavar="NAME",
-                   help=f"ours: {' '.join(list_archs())}; any torchvision classification model by name "
+    g.add_argument("--arch", metavar="NAME",
+                   help=f"ours: {' '.join(BUILTIN_ARCHS)}; any torchvision classification model by name "
                         "(convnext_tiny, vit_b_16, vgg16 ...); timm:NAME for timm's "
                         "(timm:vit_small_patch16_224.augreg_in21k_ft_in1k). List: `transferlearn models`")
-    g.add_argument("--weights", default=None,
+    g.add_argument("--weights",
                    help="imagenet | none | PATH (a state_dict or transferlearn checkpoint); default by mode")
-    g.add_argument("--init", default="kaiming", choices=list(INITS),
+    g.add_argument("--init", choices=list(INITS),
                    help="weight init of every conv and linear layer for --mode scratch: "
                         + "; ".join(f"{k}: {v}" for k, v in INITS.items()))
     g = p.add_argument_group("optimisation", f"defaults by mode: {_DEFAULTS_HELP}")
-    g.add_argument("--epochs", type=int, default=None,
+    g.add_argument("--epochs", type=int,
                    help="default by mode: " + ", ".join(f"{m} {d.epochs}" for m, d in DEFAULTS.items()))
-    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--momentum", type=float, default=0.9, help="for sgd")
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--scheduler", choices=["step", "cosine", "none"], default=None)
-    g.add_argument("--step-size", type=int, default=7, help="epochs between lr drops (step scheduler)")
-    g.add_argument("--gamma", type=float, default=0.1, help="lr factor per drop (step scheduler)")
-    g.add_argument("--label-smoothing", type=float, default=0.0)
-    g.add_argument("--head-warmup", type=int, default=None, metavar="N",
+    g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    g.add_argument("--lr", type=float)
+    g.add_argument("--momentum", type=float, help="for sgd")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--scheduler", choices=["step", "cosine", "none"])
+    g.add_argument("--step-size", type=int, help="epochs between lr drops (step scheduler)")
+    g.add_argument("--gamma", type=float, help="lr factor per drop (step scheduler)")
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--head-warmup", type=int, metavar="N",
                    help="all-layers: first train the new head for N epochs on the frozen backbone's cached features "
                         "(seconds), then fine-tune everything (linear probe, then fine-tune). "
                         f"Default {DEFAULTS['all-layers'].head_warmup}; 0: off")
-    g.add_argument("--warmup-views", type=int, default=2,
+    g.add_argument("--warmup-views", type=int,
                    help="augmented views per training image for the head warm-up's features")
-    g.add_argument("--patience", type=int, default=None, metavar="N",
+    g.add_argument("--patience", type=int, metavar="N",
                    help="early stopping: stop when N evaluations in a row bring no better val accuracy (the best "
                         "checkpoint is kept). Default by mode: "
                         + ", ".join(f"{m} {d.patience}" for m, d in DEFAULTS.items()) + "; 0: train every epoch")
-    g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"], default="auto",
+    g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"],
                    help="mixed precision. auto: bf16 autocast on CPUs with AVX-512/AMX and on CUDA GPUs that "
                         "support it, fp16 on older GPUs, off elsewhere")
     g = p.add_argument_group("speed")
-    g.add_argument("--feature-cache", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
                    help="last-layer: run the frozen backbone once and train the head on cached features "
                         "(default: on in last-layer mode)")
-    g.add_argument("--aug-views", type=int, default=4,
+    g.add_argument("--aug-views", type=int,
                    help="augmented views per training image in the feature cache")
-    g.add_argument("--backbone-runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+    g.add_argument("--backbone-runtime", choices=["auto", "torch", "onnxruntime"],
                    help="engine for the frozen backbone's features (last-layer feature cache, head warm-up). auto: "
                         "onnxruntime on a CPU (about 2x PyTorch's fp32; exported once and cached), PyTorch on a "
                         "GPU or where it is not installed")
     g.add_argument("--no-cache", dest="cache", action="store_false",
                    help="decode every image every epoch instead of once into the on-disk cache")
-    g.add_argument("--batch-augment", action=argparse.BooleanOptionalAction, default=True,
+    g.add_argument("--batch-augment", action=argparse.BooleanOptionalAction,
                    help="crop, flip and normalise whole batches on the training device, read from the decode cache "
                         "(default; torchvision's random draws, vectorised). --no-batch-augment: torchvision per "
                         "sample. --augment strong and --no-cache always run per sample (docs/speed.md)")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the trained network: faster steps after a compile of a minute or more; "
                         "pays on long GPU runs, rarely on a CPU (docs/speed.md)")
-    g.add_argument("--cache-dir", default=None, help="cache folder (default: $TRANSFERLEARN_CACHE or "
+    g.add_argument("--cache-dir", help="cache folder (default: $TRANSFERLEARN_CACHE or "
                                                      "~/.cache/transferlearn)")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    g.add_argument("--eval-interval", type=int, default=1, help="validate every N epochs")
-    g.add_argument("--eval-start-epoch", type=int, default=1, help="first epoch to validate")
-    g.add_argument("--project", default="runs", help="parent folder of run folders")
-    g.add_argument("--name", default=None, help="run folder name (auto-numbered if it exists)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--eval-interval", type=int, help="validate every N epochs")
+    g.add_argument("--eval-start-epoch", type=int, help="first epoch to validate")
+    g.add_argument("--project", help="parent folder of run folders")
+    g.add_argument("--name", help="run folder name (auto-numbered if it exists)")
     g.add_argument("--exist-ok", action="store_true", help="reuse runs/NAME instead of numbering a new one")
     g.add_argument("--quiet", action="store_true", help="no progress bars; one log line per epoch")
     g = p.add_argument_group("resume and processes",
                              "Run under torchrun for several processes (GPUs, or CPU processes with gloo): "
                              "torchrun --standalone --nproc_per_node=N -m transferlearn train ... "
                              "(see docs/distributed.md)")
-    g.add_argument("--resume", default=None, metavar="RUN|PATH|auto",
+    g.add_argument("--resume", metavar="RUN|PATH|auto",
                    help="continue runs/NAME (or a last.pt) with its own options; only --epochs (raise), --device, "
                         "--workers, --quiet may be given again. auto: continue runs/NAME if it has a checkpoint, "
                         "else start it (for torchrun --max-restarts)")
-    g.add_argument("--checkpoint-steps", type=int, default=0, metavar="N",
+    g.add_argument("--checkpoint-steps", type=int, metavar="N",
                    help="also save last.pt every N optimiser steps inside an epoch (default 0: at every epoch end, "
                         "and on Ctrl-C / SIGTERM)")
     g.add_argument("--sync-bn", action="store_true",
                    help="several processes: BatchNorm statistics over the global batch (default off: each process's "
                         "batch, as most fine-tuning recipes; sync costs a collective per BN layer)")
-    g.add_argument("--dist-timeout", type=float, default=1800.0, metavar="S",
+    g.add_argument("--dist-timeout", type=float, metavar="S",
                    help="seconds a process waits for its peers before the run fails (never hangs for ever)")
 
 
 def config_from_args(args: argparse.Namespace):
-    from transferlearn.train import TrainConfig
     names = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
@@ -179,10 +185,10 @@ def add_parser(sub) -> None:
                        description="Train a classifier on an image folder. Modes: last-layer (frozen ImageNet "
                                    "backbone, new head only), all-layers (fine-tune everything), scratch "
                                    "(random init).")
-    p.add_argument("--mode", choices=MODES, default="last-layer")
-    p.add_argument("--output", default=None, help="also copy the best checkpoint to exactly this path")
+    p.add_argument("--mode", choices=MODES)
+    p.add_argument("--output", help="also copy the best checkpoint to exactly this path")
     add_training_args(p)
-    p.set_defaults(func=_train, _parser=p)
+    p.set_defaults(**{**config_defaults(), "func": _train, "_parser": p})
 
     p = sub.add_parser("compare", help="train all three modes and compare them",
                        description="Train last-layer, all-layers and scratch with the same data, epochs and seed; "
@@ -191,4 +197,4 @@ def add_parser(sub) -> None:
     p.add_argument("--inits", nargs="+", choices=list(INITS), default=None,
                    help="also compare weight inits: each mode once per init (runs named MODE-INIT)")
     add_training_args(p)
-    p.set_defaults(func=_compare, name=None, _parser=p)
+    p.set_defaults(**{**config_defaults(), "func": _compare, "_parser": p})

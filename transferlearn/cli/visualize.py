@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def _batch(args) -> int:
-    from transferlearn.visualize import visualize_batch
+    from transferlearn.evaluation.visualize import visualize_batch
     path = visualize_batch(args.data, args.out, n=args.n, img_size=args.img_size, arch=args.arch,
                            checkpoint=args.checkpoint, seed=args.seed, augment=args.augment,
                            in_channels=args.in_channels)
@@ -12,7 +12,7 @@ def _batch(args) -> int:
 
 
 def _predictions(args) -> int:
-    from transferlearn.visualize import visualize_predictions
+    from transferlearn.evaluation.visualize import visualize_predictions
     path = visualize_predictions(args.checkpoint, args.data, out=args.out, split=args.split, n=args.n,
                                  seed=args.seed)
     print(f"wrote {path}")
@@ -21,7 +21,7 @@ def _predictions(args) -> int:
 
 def add_parser(sub) -> None:
     from transferlearn.data import AUGMENT_PRESETS
-    from transferlearn.models import list_archs
+    from transferlearn.models import BUILTIN_ARCHS
 
     p = sub.add_parser("visualize", help="image grids: an augmented training batch, or predictions",
                        description="Look at the data as the model sees it.")
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     b.add_argument("--n", type=int, default=32, help="number of images")
     b.add_argument("--img-size", type=int, default=224)
     b.add_argument("--arch", default="resnet18", metavar="NAME",
-                   help=f"for its normalisation mean/std ({' '.join(list_archs())}, a torchvision name or timm:NAME)")
+                   help=f"for its normalisation mean/std ({' '.join(BUILTIN_ARCHS)}, a torchvision name or timm:NAME)")
     b.add_argument("--in-channels", type=int, default=3, help="1 to see grayscale input as a 1-channel model does")
     b.add_argument("--augment", default=None, choices=AUGMENT_PRESETS,
                    help="augmentation preset to show (default: the checkpoint's, else standard)")

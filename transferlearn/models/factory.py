@@ -1,13 +1,17 @@
-"""`create_model`: a name, a class count, weights (imagenet | none | PATH), input channels -> TransferNet."""
+"""`create_model`: a name, a class count, weights (imagenet | none | PATH), input channels -> TransferNet;
+`load_model`: a checkpoint file or run folder -> that TransferNet again, in eval mode."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ..runs import checkpoint
 from .core import (ArchSpec, ModelError, TransferNet, WeightsError, drop_aux_heads, init_weights, set_in_channels,
                    split_head)
+from .device import pick_device
 from .resolve import get_spec
 from .weights import load_weights_file, read_weights_file, timm_download
 
@@ -38,7 +42,7 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
     if in_channels not in (1, 3):
         raise ModelError(f"--in-channels {in_channels}: use 1 (grayscale) or 3 (colour)")
     if weights not in ("imagenet", "none") and str(weights).lower().endswith(".ckpt"):
-        from ..mindspore import create_from_mindspore
+        from .mindspore import create_from_mindspore
         model = create_from_mindspore(arch, num_classes, weights, log=log)
         set_in_channels(model.backbone, in_channels)
         _check_sizes(model, arch, img_size, in_channels)
@@ -48,7 +52,7 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
         raise _no_weights(spec)
     net = spec.build()
     if variant:
-        from ..mindspore import apply_variant
+        from .mindspore import apply_variant
         apply_variant(net, variant)
     file_sd = None
     if weights == "imagenet":
@@ -122,3 +126,14 @@ def check_input_size(model: nn.Module, arch: str, size: int, channels: int = 3, 
     raise ModelError(f"--arch {arch} cannot take {size} px images: it needs {option} {need}"
                      f"{' (a fixed-size model)' if fixed else ''}. Pass {option} {low}"
                      f"{' (images are resized up to it)' if size < low else ''}, or pick another --arch.")
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu"):
+    """(model in eval mode, checkpoint dict) from a checkpoint file or run folder."""
+    ckpt = checkpoint.load(path)
+    # rebuilt from what the checkpoint holds: arch name (ours, torchvision's or timm:NAME), input channels and
+    # the MindSpore variant
+    model = create_model(ckpt["arch"], ckpt["num_classes"], weights="none", variant=ckpt.get("variant"),
+                         in_channels=int(ckpt["preprocess"].get("channels", 3)))  # plain data here: models/ reads no data/
+    model.load_state_dict(ckpt["model"])
+    return model.to(pick_device(device)).eval(), ckpt

@@ -123,7 +123,7 @@ def read_weights_file(path: str) -> tuple[dict, bool]:
         except Exception as e:
             raise WeightsError(f"--weights {path}: not a readable .safetensors file ({e})") from None
     else:
-        from ..checkpoint import CheckpointError, read
+        from ..runs.checkpoint import CheckpointError, read
         try:
             obj = read(p, "--weights file")
         except CheckpointError as e:  # pickled code, truncated, not a PyTorch file: one line that says which

@@ -13,12 +13,15 @@
 """
 import sys
 
-from .callbacks import Callback
-from .compare import compare, format_comparison
-from .config import TrainConfig
-from .trainer import Trainer, TrainingInterrupted, train
+from ..lazy import face
 
-__all__ = ["Callback", "TrainConfig", "Trainer", "TrainingInterrupted", "compare", "format_comparison", "train"]
+# lazy, so that `transferlearn train --help` reads TrainConfig's defaults (config.py) without torch
+__getattr__, __dir__, __all__ = face(__name__, {
+    "callbacks": ("Callback",),
+    "compare": ("compare", "format_comparison"),
+    "config": ("TrainConfig",),
+    "trainer": ("Trainer", "TrainingInterrupted", "train"),
+})
 
 
 class _CallablePackage(type(sys.modules[__name__])):
@@ -27,6 +30,7 @@ class _CallablePackage(type(sys.modules[__name__])):
     package calls the function, so the public API works either way."""
 
     def __call__(self, *args, **kwargs):
+        from .trainer import train
         return train(*args, **kwargs)
 
 

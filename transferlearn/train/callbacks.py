@@ -14,7 +14,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import checkpoint as ckpt_io
+from ..runs import checkpoint as ckpt_io
 from ..runs import RESULT_COLUMNS, TensorBoardLogger, write_csv, write_json, write_yaml
 
 
@@ -104,8 +104,8 @@ class Artifacts(Callback):
     """curves.png, summary.json, report.html and the --output copy, when the run is complete."""
 
     def on_fit_end(self, trainer, summary):
-        from ..plots import plot_curves
-        from ..report import write_report
+        from ..reporting.plots import plot_curves
+        from ..reporting.report import write_report
         cfg, run_dir = trainer.cfg, trainer.run_dir
         plot_curves(trainer.state.history, run_dir / "curves.png", title=f"{cfg.arch} {cfg.mode}")
         write_json(run_dir / "summary.json", summary)

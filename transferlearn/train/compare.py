@@ -34,8 +34,8 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
     `inits` (e.g. kaiming xavier default): each mode once per init scheme, runs named MODE-INIT.
     compare(resume="runs/cmp") continues a compare that was stopped: finished modes are kept, the one in
     progress continues from its last.pt, the rest start."""
-    from ..plots import plot_comparison
-    from ..report import write_compare_report
+    from ..reporting.plots import plot_comparison
+    from ..reporting.report import write_compare_report
     from .callbacks import report
     if resume:
         out_dir = Path(resume)

@@ -54,7 +54,7 @@ def extract(backbone, dataset, stream: int, ctx: DistContext, device: torch.devi
 def extract_views(backbone, train, val, views: int, cfg, ctx: DistContext, device, amp: str, log=print):
     """((train views [K, N, F], train labels), (val features [1, M, F], val labels)) of the readable images,
     the same on every process. The backbone runs on cfg.backbone_runtime (frozen.py)."""
-    from ..cache import default_cache_root
+    from ..data import default_cache_root
     backbone = backbone_runner(backbone, cfg.backbone_runtime, device, amp, cfg.in_channels,
                                Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(), log=log)
     (train_ds, train_labels, train_norm), (val_ds, val_labels, val_norm) = train, val

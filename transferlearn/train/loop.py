@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..models.device import to_device
 from ..modes import set_train
 from .distributed import DistContext
 from .sampling import seed_step
@@ -39,12 +40,6 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     except Exception:
         return "off"
     return "bf16" if "AVX512" in isa.upper() or "AMX" in isa.upper() else "off"
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Image batches go channels_last (faster convolutions on CPU and GPU); feature batches as they are."""
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def tune_malloc() -> bool:

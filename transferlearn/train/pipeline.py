@@ -105,7 +105,7 @@ def image_datasets(splits, pre: dict, cfg, ctx: DistContext, log=print):
         if not cfg.cache:
             out.append((ImageDataset(samples, tf, cfg.in_channels), labels, norm))
             continue
-        from ..cache import CachedImageDataset, DecodedImages
+        from ..data.cache import CachedImageDataset, DecodedImages
         with ctx.main_first():
             decoded = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir,
                                           resolve_workers(cfg.workers), cfg.quiet or not ctx.is_main,

@@ -5,19 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .. import checkpoint as ckpt_io
+from ..errors import ResumeError
+from ..runs import checkpoint as ckpt_io
+from ..runs import run_folder  # noqa: F401  (--resume RUN|PATH: trainer.py asks here)
 from .config import LEGACY, NOT_RESULTS, RESUMABLE, TrainConfig, option_flag, options_hash
 from .state import STATE_VERSION
-
-
-class ResumeError(ValueError):
-    """The run cannot be continued as asked; the message says why and what to do instead."""
-
-
-def run_folder(target: str | Path) -> Path:
-    """The run folder of --resume RUN|PATH (a last.pt path names its folder)."""
-    p = Path(target)
-    return p.parent if p.is_file() or p.suffix == ".pt" else p
 
 
 def has_checkpoint(folder: str | Path) -> bool:

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import checkpoint as ckpt_io
+from ..runs import checkpoint as ckpt_io
 from ..data import balance_report, balance_setup, find_splits, preprocess_config, resolve_workers
 from ..models import create_model, get_spec
+from ..models.device import model_to, pick_device
 from ..modes import backbone_frozen
 from ..runs import RunLock, claim_run_dir
 from . import distributed
@@ -47,18 +48,6 @@ def seed_everything(seed: int) -> None:
 
 def device_type(device: str) -> str:
     return "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
-
-
-def pick_device(device: str, ctx: distributed.DistContext | None = None) -> torch.device:
-    """auto: this process's GPU (LOCAL_RANK under torchrun) if there is one, else the CPU."""
-    local = ctx.local_rank if ctx else 0
-    if device == "auto":
-        return torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
-    if device == "cuda":
-        return torch.device("cuda", local)
-    return torch.device(device)
 
 
 def should_eval(epoch: int, cfg: TrainConfig) -> bool:
@@ -113,7 +102,7 @@ class Trainer:
             raise ValueError(f"this run was trained by {self._ckpt.get('world_size', 1)} process(es) and is resumed by "
                              f"{ctx.world_size}: the batches and their order would differ. Resume it with "
                              f"--nproc_per_node={self._ckpt.get('world_size', 1)} (torchrun) or start a new run.")
-        self.device = pick_device(cfg.device, ctx)
+        self.device = pick_device(cfg.device, ctx.local_rank)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fastest convolution algorithms for the fixed input sizes
         threads = distributed.threads_per_process(ctx)
@@ -146,7 +135,7 @@ class Trainer:
                              in_channels=cfg.in_channels, img_size=(cfg.img_size, cfg.train_size))
         if cfg.sync_bn and ctx.active and not backbone_frozen(cfg.mode):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device).to(memory_format=torch.channels_last)
+        self.model = model_to(model, self.device)
         self.state = create_state(self.model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                                   cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma, self.amp, self.device.type)
         if self.resumed:
@@ -249,7 +238,7 @@ class Trainer:
         cfg = self.cfg
         return {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(self.classes), "classes": self.classes,
                 "variant": getattr(self.model, "variant", None),  # MindSpore padding/eps (mindspore/resnet.py)
-                "preprocess": self.pre, "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
+                "preprocess": self.pre.to_dict(), "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
                 "train_counts": self.counts, "augment": cfg.augment, "versions": ckpt_io.versions()}
 
     # ------------------------------------------------------------------ fit
