@@ -210,7 +210,7 @@ def test_resume_auto_starts_then_continues(data, tmp_path):
     assert a["run_dir"] == str(tmp_path / "auto") and not a["resumed"]
     b = train(data=str(data), project=str(tmp_path), name="auto", resume="auto", **{**API, "epochs": 2})
     assert b["resumed"] and b["run_dir"] == str(tmp_path / "auto")
-    assert [r["epoch"] for r in rows(tmp_path / "auto")] == ["1", "2"]
+    assert [r["epoch"] for r in rows(tmp_path / "auto")] == ["0", "1", "2"]  # 0: the head warm-up, once
     with pytest.raises(ResumeError, match="--lr"):
         train(data=str(data), project=str(tmp_path), name="auto", resume="auto", **{**API, "epochs": 2, "lr": 0.1})
 
