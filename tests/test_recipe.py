@@ -115,3 +115,17 @@ def test_public_train_can_be_called_twice(dataset, tmp_path):
     a = transferlearn.train(data=str(dataset), mode="last-layer", epochs=1, project=str(tmp_path), **FAST)
     b = transferlearn.train(data=str(dataset), mode="last-layer", epochs=1, project=str(tmp_path), **FAST)
     assert a["run_dir"] != b["run_dir"] and a["best_val_acc"] == b["best_val_acc"]
+
+
+def test_resume_after_the_warmup_is_exact(dataset, tmp_path):
+    kw = dict(data=str(dataset), mode="all-layers", head_warmup=3, scheduler="none", project=str(tmp_path),
+              **{**FAST, "amp": "off"})
+    a = train(epochs=2, name="a", **kw)
+    train(epochs=1, name="b", **kw)
+    b = train(resume=str(tmp_path / "b"), epochs=2)  # continues after epoch 1; the warm-up is not redone
+    untimed = lambda w: {k: v for k, v in w.items() if not k.endswith("seconds")}  # noqa: E731
+    assert b["resumed"] and untimed(b["head_warmup"]) == untimed(a["head_warmup"])  # the same warm-up, done once
+    wa, wb = load(a["run_dir"] + "/last.pt")["model"], load(b["run_dir"] + "/last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    with open(tmp_path / "b" / "results.csv", encoding="utf-8-sig") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]

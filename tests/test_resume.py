@@ -186,8 +186,7 @@ def test_resume_keeps_the_runs_options(data, tmp_path):
     with pytest.raises(ResumeError, match="may only raise"):
         train(resume=str(run), epochs=0)
     s2 = train(resume=str(run), epochs=2, quiet=True)  # raising --epochs continues the same run
-    # epoch 0 is all-layers' head warm-up (train/warmup.py), written once, before the first run's epoch 1
-    assert s2["run_dir"] == str(run) and [r["epoch"] for r in rows(run)] == ["0", "1", "2"]
+    assert s2["run_dir"] == str(run) and len(rows(run)) == 2 and [r["epoch"] for r in rows(run)] == ["1", "2"]
 
 
 def test_resume_errors_name_the_problem(data, tmp_path):
@@ -210,7 +209,7 @@ def test_resume_auto_starts_then_continues(data, tmp_path):
     assert a["run_dir"] == str(tmp_path / "auto") and not a["resumed"]
     b = train(data=str(data), project=str(tmp_path), name="auto", resume="auto", **{**API, "epochs": 2})
     assert b["resumed"] and b["run_dir"] == str(tmp_path / "auto")
-    assert [r["epoch"] for r in rows(tmp_path / "auto")] == ["0", "1", "2"]  # 0: the head warm-up, once
+    assert [r["epoch"] for r in rows(tmp_path / "auto")] == ["1", "2"]
     with pytest.raises(ResumeError, match="--lr"):
         train(data=str(data), project=str(tmp_path), name="auto", resume="auto", **{**API, "epochs": 2, "lr": 0.1})
 
@@ -277,7 +276,7 @@ def test_killed_compare_continues_with_the_mode_it_was_in(data, tmp_path):
     assert (tmp_path / "cmp" / "last-layer" / "best.pt").stat().st_mtime_ns == first  # not trained again
     with open(tmp_path / "cmp" / "comparison.csv", encoding="utf-8-sig") as f:
         assert [row["mode"] for row in csv.DictReader(f)] == ["last-layer", "all-layers"]
-    assert [x["epoch"] for x in rows(tmp_path / "cmp" / "all-layers")] == ["0", "1", "2", "3"]  # 0: warm-up
+    assert [x["epoch"] for x in rows(tmp_path / "cmp" / "all-layers")] == ["1", "2", "3"]
     r = subprocess.run(cli("--resume", str(tmp_path / "cmp")), env=env(), capture_output=True, text=True)
     assert r.returncode == 2 and "is a compare run" in r.stderr
 
