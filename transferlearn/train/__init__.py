@@ -7,7 +7,9 @@
 - callbacks.py    every file and console line a run writes (main process only)
 - distributed.py  rank, world size, barrier, all-reduce (torchrun's environment; 1 process = world size 1)
 - sampling.py     which samples each process sees, in which order, with which augmentation
-- pipeline.py     files -> datasets -> batches;  features.py: last-layer's frozen-feature setup step
+- pipeline.py     files -> datasets -> batches;  augment.py: batched crops and flips keyed by (seed, epoch, sample)
+- features.py     last-layer's frozen-feature setup step;  frozen.py: the frozen backbone on onnxruntime or PyTorch
+- warmup.py       all-layers' optional head warm-up (linear probe before fine-tuning; --head-warmup)
 - resume.py       finding and checking the checkpoint a run continues from
 - compare.py      the modes side by side
 """
