@@ -7,7 +7,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,11 +156,8 @@ class Trainer:
         else:
             if cfg.head_warmup and not self.resumed:  # a resumed run's weights already hold the warmed-up head
                 # the head learns on features of full-size crops, as last-layer mode's: the size it is evaluated at
-                probe_pre = preprocess_config(cfg.img_size, spec.mean, spec.std, cfg.img_size,
-                                              channels=cfg.in_channels, crop_pct=spec.crop_pct,
-                                              interpolation=spec.interpolation)
-                probe_train = train if cfg.train_size == cfg.img_size else \
-                    image_datasets(splits, probe_pre, cfg, ctx, log=self.log)[0]
+                probe_train = train if cfg.train_size == cfg.img_size else image_datasets(
+                    splits, replace(self.pre, train_size=cfg.img_size), cfg, ctx, log=self.log)[0]
                 self.state.warmup = warm_up_head(self.model, probe_train, val, cfg, ctx, self.device, self.amp,
                                                  len(splits.classes), self.criterion, self.train_criterion,
                                                  log=self.log)
