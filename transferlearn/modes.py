@@ -58,18 +58,42 @@ def backbone_frozen(mode: str) -> bool:
     return check_mode(mode) == "last-layer"
 
 
-def apply_mode(model: nn.Module, mode: str) -> list[nn.Parameter]:
-    """Set requires_grad for `mode` and return the parameters the optimiser should see."""
+def apply_mode(model: nn.Module, mode: str, freeze_stages: int = 0) -> list[nn.Parameter]:
+    """Set requires_grad for `mode` and return the parameters the optimiser should see. `freeze_stages` K
+    (all-layers): the backbone's first K stages (TransferNet.stages) stay as last-layer mode keeps the whole
+    backbone, so the backward pass stops at stage K."""
     frozen = backbone_frozen(mode)
     for p in model.backbone.parameters():
         p.requires_grad_(not frozen)
+    if freeze_stages and not frozen:
+        for group in model.stages()[:freeze_stages]:
+            for p in group:
+                p.requires_grad_(False)
     for p in model.head.parameters():
         p.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def set_train(model: nn.Module, mode: str) -> None:
-    """model.train() for the training phase, except that a frozen backbone stays in eval mode."""
+def param_groups(model: nn.Module, mode: str, lr: float, freeze_stages: int = 0, layer_decay: float = 1.0) -> list:
+    """The optimiser's parameter groups. `layer_decay` d < 1 (discriminative learning rates; ULMFiT, BEiT's
+    layer-wise decay as in timm): the head trains at `lr`, the backbone's last stage at lr * d, the one before
+    at lr * d^2 ..., so the early, most general features move least."""
+    params = apply_mode(model, mode, freeze_stages)
+    if layer_decay == 1.0 or backbone_frozen(mode):
+        return [{"params": params}]
+    st = model.stages()
+    groups = [{"params": [p for p in g if p.requires_grad], "lr": lr * layer_decay ** (len(st) - i)}
+              for i, g in enumerate(st)]
+    groups.append({"params": list(model.head.parameters()), "lr": lr})
+    return [g for g in groups if g["params"]]
+
+
+def set_train(model: nn.Module, mode: str, freeze_stages: int = 0) -> None:
+    """model.train() for the training phase, except that a frozen backbone (or its frozen first stages) stays
+    in eval mode: its BatchNorm statistics and dropout stay as they were."""
     model.train()
     if backbone_frozen(mode):
         model.backbone.eval()
+    elif freeze_stages:
+        for m in model.stage_modules(freeze_stages):
+            m.eval()

@@ -35,6 +35,16 @@ class TransferNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
 
+    def stages(self) -> list[list[nn.Parameter]]:
+        """The backbone's parameters by stage, input to output (models/stages.py)."""
+        from .stages import stages
+        return stages(self.backbone)
+
+    def stage_modules(self, k: int) -> list[nn.Module]:
+        """The modules of the backbone's first `k` stages."""
+        from .stages import stage_modules
+        return stage_modules(self.backbone, k)
+
 
 @dataclass
 class ArchSpec:

@@ -50,6 +50,8 @@ class TrainConfig:
     cache_dir: str | None = None
     compile: bool = False  # torch.compile the trained module (minutes of compiling; pays on long GPU runs)
     head_warmup: int | None = None  # all-layers: epochs of head training on frozen features first; None: mode's
+    freeze_stages: int = 0  # all-layers: keep the backbone's first K stages frozen (models/stages.py)
+    layer_decay: float = 1.0  # all-layers: lr x decay^k for the backbone's k-th stage from the top (1: one lr)
     warmup_views: int = 2  # augmented views per training image for the head warm-up's features
     patience: int | None = None  # early stopping: evaluations without a better val acc; 0 never; None: mode's
     eval_interval: int = 1
@@ -103,6 +105,11 @@ class TrainConfig:
         if c.head_warmup and c.mode != "all-layers":
             raise ValueError(f"--head-warmup trains the head on frozen pretrained features before fine-tuning: it "
                              f"belongs to --mode all-layers, not {c.mode} (use --head-warmup 0)")
+        if (c.freeze_stages or c.layer_decay != 1.0) and c.mode != "all-layers":
+            raise ValueError(f"--freeze-stages and --layer-decay shape how a pretrained backbone is fine-tuned: they "
+                             f"belong to --mode all-layers, not {c.mode}")
+        if c.freeze_stages < 0 or not 0 < c.layer_decay <= 1:
+            raise ValueError("--freeze-stages must be 0 or more, --layer-decay in (0, 1]")
         if c.aug_views < 1:
             raise ValueError("--aug-views must be at least 1")
         if c.eval_interval < 1 or c.epochs < 1:

@@ -79,7 +79,7 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
     ctx = ctx or DistContext()
     forward = state.model if forward is None else forward
     epoch, p = state.epoch + 1, state.progress
-    set_train(state.model, state.mode)
+    set_train(state.model, state.mode, state.freeze_stages)
     bar = _bar(batches, desc, quiet, initial=p["step"])
     t_prev = time.perf_counter()
     for batch in bar:
@@ -91,7 +91,7 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
                 loss = criterion(logits.float(), y)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; "
-                                         f"lower --lr (now {state.optimizer.param_groups[0]['lr']:g})")
+                                         f"lower --lr (now {state.optimizer.param_groups[-1]['lr']:g})")
             state.optimizer.zero_grad(set_to_none=True)
             if state.scaler is not None:
                 state.scaler.scale(loss).backward()

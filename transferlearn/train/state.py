@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..modes import apply_mode
+from ..modes import param_groups
 
 STATE_VERSION = 2  # 1: epoch-level state without steps, scaler or numpy/CUDA RNGs (not resumable exactly)
 
@@ -41,6 +41,7 @@ class TrainState:
     images_seen: int = 0
     warmup: dict | None = None  # what the head warm-up did (all-layers; train/warmup.py), once, before epoch 1
     stopped_early: int = 0  # the epoch after which early stopping ended the run (0: it did not)
+    freeze_stages: int = 0  # all-layers: the backbone's first stages kept frozen (from the config, not saved)
 
     def state_dict(self) -> dict:
         """The training state without the model weights (the checkpoint stores those next to it)."""
@@ -108,9 +109,9 @@ def build_scheduler(optimizer, name: str, epochs: int, step_size: int, gamma: fl
 
 def create_state(model: nn.Module, mode: str, optimizer: str, lr: float, momentum: float, weight_decay: float,
                  scheduler: str, epochs: int, step_size: int, gamma: float, amp: str = "off",
-                 device_type: str = "cpu") -> TrainState:
-    params = apply_mode(model, mode)
-    opt = build_optimizer(params, optimizer, lr, momentum, weight_decay)
+                 device_type: str = "cpu", freeze_stages: int = 0, layer_decay: float = 1.0) -> TrainState:
+    opt = build_optimizer(param_groups(model, mode, lr, freeze_stages, layer_decay), optimizer, lr, momentum,
+                          weight_decay)
     scaler = torch.amp.GradScaler(device_type) if amp == "fp16" else None
     return TrainState(model=model, optimizer=opt, scheduler=build_scheduler(opt, scheduler, epochs, step_size, gamma),
-                      mode=mode, scaler=scaler)
+                      mode=mode, scaler=scaler, freeze_stages=freeze_stages)

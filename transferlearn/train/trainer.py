@@ -135,9 +135,15 @@ class Trainer:
                              in_channels=cfg.in_channels, img_size=(cfg.img_size, cfg.train_size))
         if cfg.sync_bn and ctx.active and not backbone_frozen(cfg.mode):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if cfg.freeze_stages:
+            n = len(model.stages())
+            if cfg.freeze_stages >= n:
+                raise ValueError(f"--freeze-stages {cfg.freeze_stages}: {cfg.arch}'s backbone has {n} stages; freeze "
+                                 f"at most {n - 1}, or use --mode last-layer to freeze all of it")
         self.model = model_to(model, self.device)
         self.state = create_state(self.model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
-                                  cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma, self.amp, self.device.type)
+                                  cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma, self.amp, self.device.type,
+                                  cfg.freeze_stages, cfg.layer_decay)
         if self.resumed:
             self._restore(self._ckpt)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -221,12 +227,17 @@ class Trainer:
         if ctx.world_size > 1:
             procs = (f" | {ctx.world_size} processes ({ctx.backend}), batch {cfg.batch_size} per process = "
                      f"{cfg.batch_size * ctx.world_size} global, lr as given (not scaled)")
+        tuning = ""
+        if cfg.freeze_stages or cfg.layer_decay != 1.0:
+            n = len(self.model.stages())
+            tuning = (f" | first {cfg.freeze_stages} of {n} backbone stages frozen" if cfg.freeze_stages else
+                      f" | {n} backbone stages") + (f", layer decay {cfg.layer_decay:g}" if cfg.layer_decay != 1 else "")
         start = ""
         if self.resumed:
             p = self.state.progress
             start = f" | resumed after epoch {self.state.epoch}" + (f", step {p['step']}" if p["step"] else "")
         return (f"{cfg.mode} | {cfg.arch} weights={cfg.weights} | {n_train:,} of {n_all:,} parameters trainable | "
-                f"{cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g} {cfg.scheduler} | {sizes} | device {self.device}"
+                f"{cfg.optimizer} lr={cfg.lr:g} wd={cfg.weight_decay:g} {cfg.scheduler}{tuning} | {sizes} | device {self.device}"
                 f"{' ' + self.amp if self.amp != 'off' else ''} | data: {pipeline}{procs}{start} | "
                 f"run folder {self.run_dir}")
 
@@ -254,7 +265,7 @@ class Trainer:
         try:
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch + 1
-                lr = state.optimizer.param_groups[0]["lr"]
+                lr = state.optimizer.param_groups[-1]["lr"]  # the head's (--layer-decay lowers the others)
                 self.train_batches.set_epoch(epoch, state.progress["step"])
                 t0, spent = time.perf_counter(), state.progress["seconds"]
                 row = {"epoch": epoch, "lr": lr, **train_one_epoch(

@@ -47,7 +47,7 @@ def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, am
         val_b.set_epoch(0)
         probe = evaluate(model, val_b, criterion, device, "off", forward=model.head, ctx=one, quiet=True)
     finally:
-        apply_mode(model, cfg.mode)
+        apply_mode(model, cfg.mode, cfg.freeze_stages)
     return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "lr": d.lr, "train_loss": row["train_loss"],
             "train_acc": row["train_acc"], "val_acc": probe["val_acc"], "val_loss": probe["val_loss"],
             "val_images": probe["val_images"],
