@@ -1,5 +1,6 @@
-"""The training loop: one epoch of optimiser steps, one pass of evaluation. No files, no console lines
-beyond a progress bar; the same code under 1 or N processes (sums are all-reduced at the end)."""
+"""The training loop: one epoch of optimiser steps (`train_one_epoch`), one validation pass (`validate`).
+No files, no console lines beyond a progress bar; the same code under 1 or N processes (sums are
+all-reduced at the end)."""
 from __future__ import annotations
 
 import math
@@ -129,7 +130,7 @@ def sync_buffers(model: nn.Module, ctx: DistContext) -> None:
             dist.broadcast(b.data, src=0)
 
 
-def evaluate(model: nn.Module, batches, criterion, device: torch.device, amp: str = "off", *, forward=None,
+def validate(model: nn.Module, batches, criterion, device: torch.device, amp: str = "off", *, forward=None,
              ctx: DistContext | None = None, desc: str = "val", quiet: bool = False) -> dict:
     """Loss and accuracy over every val image once; each process evaluates its shard, the sums are added."""
     ctx = ctx or DistContext()
