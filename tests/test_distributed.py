@@ -18,7 +18,7 @@ import torch
 from transferlearn.data import find_splits
 from transferlearn.train import TrainConfig
 from transferlearn.train.distributed import DistContext
-from transferlearn.train.loop import evaluate
+from transferlearn.train.loop import validate
 from transferlearn.train.pipeline import image_batches, image_datasets
 
 from conftest import make_dataset
@@ -75,7 +75,7 @@ def test_two_processes_one_folder_one_model_exact_validation(data, tmp_path):
     c = TrainConfig(**ck["args"])
     train, val = image_datasets(find_splits(c.data), ck["preprocess"], c, one)
     _, vb = image_batches(train, val, c, one, 3)
-    m = evaluate(model, vb, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+    m = validate(model, vb, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
     last = results(tmp_path / "runs" / "d")[-1]
     assert m["val_images"] == 9
     assert float(last["val_acc"]) == pytest.approx(m["val_acc"], abs=1e-9)

@@ -121,6 +121,14 @@ def test_old_paths_that_gathered_names_still_have_them():
         from transferlearn.mindspore import export_mindspore  # noqa: F401
 
 
+def test_a_renamed_name_of_an_old_path_is_the_new_one():
+    from transferlearn.engine import evaluate
+    from transferlearn.train.loop import validate
+    assert evaluate is validate  # train.loop.evaluate became validate: `evaluate` is the eval command's
+    import transferlearn.train.loop as loop
+    assert not hasattr(loop, "evaluate")
+
+
 def test_public_api():
     import transferlearn
     from transferlearn.train import trainer  # noqa: F401  (importing the package must not hide the function)

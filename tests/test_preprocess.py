@@ -53,3 +53,29 @@ def test_every_reader_takes_the_object_or_the_dict():
         assert train_transform(p, "standard")(img).shape == (3, 32, 32)
         assert numpy_preprocess(img, p).shape == (3, 40, 40)
     assert np.allclose(numpy_preprocess(img, pre), eval_transform(pre)(img).numpy(), atol=0.02)
+
+
+def test_the_package_reads_it_by_attribute_not_by_key(monkeypatch, tmp_path):
+    """The dict view is for users' code: the transforms, the numpy path and the training datasets (with
+    and without the decode cache) read the typed fields."""
+    from types import SimpleNamespace
+
+    from transferlearn.train.config import TrainConfig
+    from transferlearn.train.distributed import DistContext
+    from transferlearn.train.pipeline import image_datasets
+
+    def no_keys(self, key):
+        raise AssertionError(f"Preprocess read by key: pre[{key!r}]")
+
+    monkeypatch.setattr(Preprocess, "__getitem__", no_keys)
+    pre = preprocess_config(40, (0.5,) * 3, (0.5,) * 3, train_size=32)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    assert eval_transform(pre)(img).shape == (3, 40, 40) and numpy_preprocess(img, pre).shape == (3, 40, 40)
+    for augment in ("none", "light", "standard", "strong", "pad-crop-flip", "pad-crop"):
+        assert train_transform(pre, augment)(img).shape == (3, 32, 32)
+    img.save(tmp_path / "a.png")
+    splits = SimpleNamespace(train=[(str(tmp_path / "a.png"), 0)], val=[(str(tmp_path / "a.png"), 0)])
+    for cache in (False, True):
+        cfg = TrainConfig(augment="standard", cache=cache, cache_dir=str(tmp_path / "cache"), workers=0, quiet=True)
+        (train, _, _), (val, _, _) = image_datasets(splits, pre, cfg, DistContext())
+        assert len(train) == len(val) == 1

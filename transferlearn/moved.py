@@ -3,7 +3,8 @@
 `import transferlearn.predict` (say) gives the very module `transferlearn.inference.predict`, so
 old code, pickles of old names and monkeypatches keep working; `transferlearn.trainer` and
 `transferlearn.engine`, which gathered names from several modules, give a module that looks them
-up in those. New code imports the new paths (docs/architecture.md).
+up in those (under their new names where RENAMED says so: `engine.evaluate` is `train.loop.validate`).
+New code imports the new paths (docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ GATHERED = {
     "transferlearn.datacheck": ("transferlearn.datatools.check", "transferlearn.datatools.quarantine"),
 }
 
+# old module -> {old name: its new name}, for names of a gathered module that were renamed
+RENAMED = {
+    "transferlearn.engine": {"evaluate": "validate"},  # one validation pass; `evaluate` is the eval command's
+}
+
 
 def new_name(old: str) -> str | None:
     """The module that `old` (a module path from before the subpackages) is now, or None."""
@@ -53,10 +59,11 @@ def new_name(old: str) -> str | None:
 def gathered(old: str, sources: tuple[str, ...]) -> types.ModuleType:
     """A module whose names are looked up in `sources` (imported when first used)."""
     module = types.ModuleType(old, f"Moved: use {' or '.join(sources)}.")
+    renamed = RENAMED.get(old, {})
 
     def __getattr__(name: str):
         for source in sources:
-            value = getattr(importlib.import_module(source), name, module)
+            value = getattr(importlib.import_module(source), renamed.get(name, name), module)
             if value is not module:
                 return value
         raise AttributeError(f"{old} has no {name!r} (its code moved to {' / '.join(sources)})")

@@ -7,47 +7,48 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2 as T
 
 from .files import load_image
-from .preprocess import AUGMENT_PRESETS, channels_of, default_augment
+from .preprocess import AUGMENT_PRESETS, Preprocess, default_augment
 
 # ---------------------------------------------------------------- transforms
 
 
-def _interp(pre: dict):
-    return T.InterpolationMode(pre.get("interpolation", "bilinear"))
+def _to_float(pre: Preprocess) -> list:
+    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(pre.mean), list(pre.std))]
 
 
-def _to_float(pre: dict) -> list:
-    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(pre["mean"], pre["std"])]
-
-
-def _channels(pre: dict) -> list:
+def _channels(pre: Preprocess) -> list:
     """Grayscale first for a 1-channel model: PIL's convert("L") on images (what decoding for training
     does), a no-op on 1-channel tensors from the decode cache; colour input is therefore accepted."""
-    return [T.Grayscale(1)] if channels_of(pre) == 1 else []
+    return [T.Grayscale(1)] if pre.channels == 1 else []
 
 
-def eval_transform(pre: dict):
+def eval_transform(pre: Preprocess | Mapping):
     """Resize shorter side, centre crop, normalise. Works on PIL images and on uint8 CHW tensors
-    (torchvision.transforms.v2), so the decode cache and the plain loader share one definition."""
-    return T.Compose([*_channels(pre), T.Resize(pre["resize"], interpolation=_interp(pre), antialias=True),
-                      T.CenterCrop(pre["img_size"]), *_to_float(pre)])
+    (torchvision.transforms.v2), so the decode cache and the plain loader share one definition.
+    `pre`: a Preprocess, or a checkpoint's dict of one."""
+    pre = Preprocess.of(pre)
+    return T.Compose([*_channels(pre), T.Resize(pre.resize, interpolation=T.InterpolationMode(pre.interpolation),
+                                                antialias=True),
+                      T.CenterCrop(pre.img_size), *_to_float(pre)])
 
 
-def train_transform(pre: dict, augment: str | None = "standard"):
-    """Training-time augmentation, producing `pre["train_size"]` crops. none: the eval transform at
+def train_transform(pre: Preprocess | Mapping, augment: str | None = "standard"):
+    """Training-time augmentation, producing `pre.train_size` crops. none: the eval transform at
     that size; light: resize + random crop (mild) + flip; standard: RandomResizedCrop + flip; strong:
     standard + TrivialAugmentWide + RandomErasing; pad-crop-flip: the CIFAR recipe, pad by size/8 (4 px at
     32) and crop back at random, plus flip; pad-crop: pad by size/14 (2 px at 28) and crop, no flip, for
     digits and text, where a mirror image is another symbol. The checkpoint records the preset ("augment")."""
-    augment = augment or default_augment(pre["img_size"])
-    size, interp = pre.get("train_size") or pre["img_size"], _interp(pre)
-    resize = int(round(size * pre["resize"] / pre["img_size"]))  # the eval resize, scaled to the training crop
+    pre = Preprocess.of(pre)
+    augment = augment or default_augment(pre.img_size)
+    size, interp = pre.train_size, T.InterpolationMode(pre.interpolation)
+    resize = int(round(size * pre.resize / pre.img_size))  # the eval resize, scaled to the training crop
     ch = _channels(pre)
     if augment == "none":
         return T.Compose([*ch, T.Resize(resize, interpolation=interp, antialias=True), T.CenterCrop(size),

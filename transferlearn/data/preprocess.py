@@ -20,7 +20,8 @@ class Preprocess(Mapping):
     `mean`/`std` over `channels`) and the training crop `train_size`. Every reader of preprocessing
     takes one of these (`Preprocess.of` accepts the dict form too); `to_dict` is the plain form that
     checkpoints (torch.load weights_only) and ONNX metadata hold. It also reads like that dict
-    (`pre["img_size"]`), for code written against the dict."""
+    (`pre["img_size"]`), for users' code written against the dict; the package reads the fields
+    (tests/test_preprocess.py checks)."""
     img_size: int
     resize: int
     mean: tuple[float, ...]

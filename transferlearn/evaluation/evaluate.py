@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..models import load_model, model_to, pick_device, to_device
+from ..models import infer_batches, load_model, model_to, pick_device
 from . import metrics as M
 from ..errors import MissingExtra
 from ..data import (DatasetError, ImageDataset, Preprocess, collate_skip_none, eval_transform, find_splits, scan,
@@ -88,7 +88,6 @@ class _IndexedDataset(ImageDataset):
         return None if item is None else (*item, i)
 
 
-@torch.no_grad()
 def predict_folder(model, samples: list[tuple[str, int]], preprocess: Preprocess | dict, batch_size: int = 32,
                    workers: int | str = 0, device: str | torch.device = "cpu") -> Predictions:
     """Probabilities and penultimate features for every readable image of `samples`."""
@@ -102,13 +101,13 @@ def predict_folder(model, samples: list[tuple[str, int]], preprocess: Preprocess
     ds = _IndexedDataset(samples, eval_transform(preprocess), preprocess.channels)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=resolve_workers(workers),
                         collate_fn=collate_skip_none)
+
+    def features_and_logits(x):
+        f = model.backbone(x).flatten(1)
+        return f, model.head(f)
+
     probs, feats, idx = [], [], []
-    for batch in loader:
-        if batch is None:
-            continue
-        x, _, i = batch
-        f = model.backbone(to_device(x, device)).flatten(1)
-        logits = model.head(f)
+    for (_, _, i), (f, logits) in infer_batches(features_and_logits, loader, device):
         probs.append(torch.softmax(logits.float(), 1).cpu())
         feats.append(f.float().cpu())
         idx.append(i)

@@ -84,18 +84,15 @@ class TorchBackend:
     def __init__(self, model, device="cpu"):
         import torch
         self.torch = torch
-        from ..models import model_to, pick_device, to_device
+        from ..models import infer, model_to, pick_device
         self.device = pick_device(device)
         self.model = model_to(model, self.device)
-        self.to_device = to_device
+        self.infer = infer
 
     def __call__(self, batch) -> np.ndarray:
-        torch = self.torch
         if isinstance(batch, np.ndarray):
-            batch = torch.from_numpy(batch)
-        with torch.inference_mode():
-            x = self.to_device(batch, self.device)
-            return self.model(x).float().cpu().numpy()
+            batch = self.torch.from_numpy(batch)
+        return self.infer(self.model, batch, self.device).float().cpu().numpy()
 
 
 class OnnxBackend:

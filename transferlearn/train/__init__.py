@@ -2,7 +2,7 @@
 
 - config.py       TrainConfig, the options a resume may change, the options hash
 - trainer.py      Trainer and `train()`: setup -> fit -> finish
-- loop.py         one epoch of steps, one evaluation pass (the same under 1 or N processes)
+- loop.py         one epoch of steps, one validation pass (the same under 1 or N processes)
 - state.py        TrainState: everything that changes while training, saved and restored exactly
 - callbacks.py    every file and console line a run writes (main process only)
 - distributed.py  rank, world size, barrier, all-reduce (torchrun's environment; 1 process = world size 1)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .loop import autocast, to_device
+from ..models.device import infer
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
 
@@ -68,8 +68,7 @@ class FrozenBackbone:
 
     def torch(self, x: torch.Tensor, amp: str | None = None) -> torch.Tensor:
         self.backbone.eval()
-        with torch.no_grad(), autocast(self.device, self.amp if amp is None else amp):
-            return self.backbone(to_device(x, self.device)).float().cpu()
+        return infer(self.backbone, x, self.device, self.amp if amp is None else amp).float().cpu()
 
     def onnx(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run(None, {"x": x.float().contiguous().numpy()})[0])

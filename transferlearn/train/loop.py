@@ -1,8 +1,8 @@
-"""The training loop: one epoch of optimiser steps, one pass of evaluation. No files, no console lines
-beyond a progress bar; the same code under 1 or N processes (sums are all-reduced at the end)."""
+"""The training loop: one epoch of optimiser steps (`train_one_epoch`), one validation pass (`validate`).
+No files, no console lines beyond a progress bar; the same code under 1 or N processes (sums are
+all-reduced at the end)."""
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models.device import to_device
+from ..models.device import autocast, infer_batches, to_device
 from ..modes import set_train
 from .distributed import DistContext
 from .sampling import seed_step
@@ -19,14 +19,6 @@ from .state import TrainState, new_progress
 
 class Interrupted(Exception):
     """A stop was requested (SIGINT/SIGTERM) and every process stopped after the same optimiser step."""
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16 autocast on CPUs (and CUDA) when asked; a no-op context otherwise."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
@@ -138,20 +130,15 @@ def sync_buffers(model: nn.Module, ctx: DistContext) -> None:
             dist.broadcast(b.data, src=0)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, criterion, device: torch.device, amp: str = "off", *, forward=None,
+def validate(model: nn.Module, batches, criterion, device: torch.device, amp: str = "off", *, forward=None,
              ctx: DistContext | None = None, desc: str = "val", quiet: bool = False) -> dict:
     """Loss and accuracy over every val image once; each process evaluates its shard, the sums are added."""
     ctx = ctx or DistContext()
     model.eval()
     forward = model if forward is None else forward
     loss_sum, correct, n = 0.0, 0, 0
-    for batch in _bar(batches, desc, quiet):
-        if batch is None:
-            continue
-        x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
-        with autocast(device, amp):
-            logits = forward(x)
+    for batch, logits in infer_batches(forward, _bar(batches, desc, quiet), device, amp):
+        y = batch[1].to(device, non_blocking=True)
         loss_sum += criterion(logits.float(), y).item() * y.size(0)
         correct += int((logits.argmax(1) == y).sum().item())
         n += y.size(0)

@@ -15,13 +15,15 @@ Two pipelines:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
-from ..data import ImageDataset, eval_transform, is_small, resolve_workers, train_transform
+from ..data import ImageDataset, Preprocess, eval_transform, is_small, resolve_workers, train_transform
 from . import augment as A
 from .distributed import DistContext
 from .sampling import BatchPlan, SeededDataset, collate_train
@@ -89,13 +91,14 @@ class ImageBatches:
 _NOTHING = object()
 
 
-def image_datasets(splits, pre: dict, cfg, ctx: DistContext, log=print):
+def image_datasets(splits, pre: Preprocess | Mapping, cfg, ctx: DistContext, log=print):
     """((train dataset, train labels, norm), (val dataset, val labels, norm)) of (x, y) samples; with a
     `norm` (mean, std), x is uint8 and the batch is normalised later (`normalize_batch`).
 
     With the decode cache, one process per machine decodes (in parallel workers) while the others wait and
     then open the same files, and images that failed to decode are left out here, once, so that every
     process sees the same samples."""
+    pre = Preprocess.of(pre)
     out = []
     for samples, tf in ((splits.train, train_transform(pre, cfg.augment)), (splits.val, eval_transform(pre))):
         labels = [y for _, y in samples]
@@ -107,9 +110,9 @@ def image_datasets(splits, pre: dict, cfg, ctx: DistContext, log=print):
             continue
         from ..data.cache import CachedImageDataset, DecodedImages
         with ctx.main_first():
-            decoded = DecodedImages.build([p for p, _ in samples], pre["resize"], cfg.cache_dir,
+            decoded = DecodedImages.build([p for p, _ in samples], pre.resize, cfg.cache_dir,
                                           resolve_workers(cfg.workers), cfg.quiet or not ctx.is_main,
-                                          cfg.in_channels, pre.get("interpolation", "bilinear"))
+                                          cfg.in_channels, pre.interpolation)
         keep = [i for i in range(len(labels)) if decoded.valid[i]]
         recipe = A.recipe_of(full) if cfg.batch_augment else None
         if recipe is not None:  # read and augmented a batch at a time on the training device

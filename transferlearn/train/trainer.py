@@ -24,7 +24,7 @@ from . import distributed
 from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, options_hash
 from .features import feature_batches
-from .loop import Interrupted, evaluate, resolve_amp, train_one_epoch, tune_malloc
+from .loop import Interrupted, resolve_amp, train_one_epoch, tune_malloc, validate
 from .pipeline import image_batches, image_datasets
 from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
                      run_folder)
@@ -274,7 +274,7 @@ class Trainer:
                     after_step=self._after_step, stop_requested=lambda: self._stop is not None)}
                 if should_eval(epoch, cfg):
                     self.val_batches.set_epoch(epoch)
-                    row.update(evaluate(self.model, self.val_batches, self.criterion, self.device, self.amp,
+                    row.update(validate(self.model, self.val_batches, self.criterion, self.device, self.amp,
                                         forward=self.eval_forward, ctx=ctx, desc=f"epoch {epoch}/{cfg.epochs} val",
                                         quiet=cfg.quiet or not ctx.is_main))
                 row["seconds"] = round(time.perf_counter() - t0 + spent, 3)

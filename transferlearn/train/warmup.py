@@ -23,7 +23,7 @@ from torch import nn
 from ..modes import DEFAULTS, apply_mode
 from .distributed import DistContext
 from .features import feature_batches
-from .loop import evaluate, train_one_epoch
+from .loop import train_one_epoch, validate
 from .state import create_state
 
 
@@ -45,7 +45,7 @@ def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, am
             row = train_one_epoch(state, train_b, train_criterion, device, "off", forward=model.head, ctx=one,
                                   seed=cfg.seed, desc=f"head warm-up {epoch}/{cfg.head_warmup}", quiet=True)
         val_b.set_epoch(0)
-        probe = evaluate(model, val_b, criterion, device, "off", forward=model.head, ctx=one, quiet=True)
+        probe = validate(model, val_b, criterion, device, "off", forward=model.head, ctx=one, quiet=True)
     finally:
         apply_mode(model, cfg.mode, cfg.freeze_stages)
     return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "lr": d.lr, "train_loss": row["train_loss"],
