@@ -7,6 +7,7 @@
 - `factory`: `create_model`.
 - `device`: pick_device, the channels_last layout, and `infer` / `infer_batches`, the one forward pass
   without gradients (validation, eval, predict, frozen features).
+- `stages`: a backbone's stages (--freeze-stages, --layer-decay), through TransferNet.stages().
 - `names`: what --arch and --init accept, without torch (for the CLI's help).
 - `mindspore/`: MindSpore .ckpt files of ResNets read and written without MindSpore.
 
