@@ -214,6 +214,20 @@ def test_resume_auto_starts_then_continues(data, tmp_path):
         train(data=str(data), project=str(tmp_path), name="auto", resume="auto", **{**API, "epochs": 2, "lr": 0.1})
 
 
+def test_resume_auto_continues_a_run_made_before_newer_options(data, tmp_path):
+    """A checkpoint from an older transferlearn has no entry for options added since; --resume auto must take
+    the values that reproduce it (config.LEGACY) instead of calling its options different."""
+    train(data=str(data), project=str(tmp_path), name="old", **{**API, "epochs": 1})
+    path = tmp_path / "old" / "last.pt"
+    ck = ckpt_io.load(path)
+    for k in ("freeze_stages", "layer_decay", "head_warmup", "warmup_views", "patience"):
+        del ck["args"][k]
+    ck["options_hash"] = "from-an-older-version"
+    torch.save(ck, path)
+    b = train(data=str(data), project=str(tmp_path), name="old", resume="auto", **{**API, "epochs": 2})
+    assert b["resumed"] and [r["epoch"] for r in rows(tmp_path / "old")] == ["1", "2"]
+
+
 def test_run_folders_claimed_atomically_and_locked(tmp_path):
     from transferlearn.runs import RunInUse, RunLock, claim_run_dir
     a, b = claim_run_dir(tmp_path, "exp"), claim_run_dir(tmp_path, "exp")

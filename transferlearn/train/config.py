@@ -126,7 +126,10 @@ NOT_RESULTS = RESUMABLE + ("project", "name", "exist_ok", "output", "cache_dir",
 
 
 # Options added after runs were made with them absent: the value that reproduces those runs' results.
-LEGACY = {"batch_augment": False}  # before batched augmentation, every sample went through torchvision alone
+LEGACY = {"batch_augment": False,  # before batched augmentation, every sample went through torchvision alone
+          "backbone_runtime": "torch",  # before onnxruntime ran the frozen backbone
+          "head_warmup": 0, "warmup_views": 2, "patience": 0,  # before the head warm-up and early stopping
+          "freeze_stages": 0, "layer_decay": 1.0}  # before partial fine-tuning and discriminative lrs
 
 
 def options_hash(cfg: TrainConfig) -> str:

@@ -85,6 +85,8 @@ def check_same_options(ckpt: dict, cfg: TrainConfig) -> None:
         return
     stored = {**LEGACY, **ckpt.get("args", {})}
     diff = [k for k, v in asdict(cfg).items() if k not in NOT_RESULTS and not _same(k, v, stored.get(k))]
+    if not diff:  # the same options; the hash differs because options were added since the run was made
+        return
     raise ResumeError(f"--resume auto: {Path(cfg.project) / (cfg.name or cfg.mode)} was trained with other "
                       f"options ({', '.join(f'{option_flag(k)} {stored.get(k)} (now {getattr(cfg, k)})' for k in diff)}); "
                       f"use another --name, or the run's own options")
