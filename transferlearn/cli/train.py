@@ -75,9 +75,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                         f"Default {DEFAULTS['all-layers'].head_warmup} (off). --head-warmup 25 --epochs 5 beat the "
                         "defaults on hymenoptera in half the time but lost on Fashion-MNIST (docs/recipe.md)")
     g.add_argument("--freeze-stages", type=int, metavar="K",
-                   help="all-layers: keep the backbone's first K stages frozen (weights and BatchNorm statistics, as "
-                        "last-layer keeps all of them), so the backward pass stops early. The run's first line says how many "
-                        "stages the arch has (Lite0 8, ResNet 5, torchvision's MobileNetV2 19)")
+                   help="all-layers: keep the backbone's first K stages frozen (weights and BatchNorm statistics, "
+                        "as last-layer keeps all of them), so the backward pass stops early. The run's first line "
+                        "says how many stages the arch has (Lite0 8, ResNet 5, torchvision's MobileNetV2 19)")
     g.add_argument("--layer-decay", type=float, metavar="D",
                    help="all-layers: discriminative learning rates; the head trains at --lr, the backbone's last "
                         "stage at lr*D, the one before at lr*D^2 ... (1: one lr for all)")
