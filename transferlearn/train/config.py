@@ -108,8 +108,11 @@ class TrainConfig:
         if (c.freeze_stages or c.layer_decay != 1.0) and c.mode != "all-layers":
             raise ValueError(f"--freeze-stages and --layer-decay shape how a pretrained backbone is fine-tuned: they "
                              f"belong to --mode all-layers, not {c.mode}")
-        if c.freeze_stages < 0 or not 0 < c.layer_decay <= 1:
-            raise ValueError("--freeze-stages must be 0 or more, --layer-decay in (0, 1]")
+        if c.freeze_stages < 0:
+            raise ValueError(f"--freeze-stages {c.freeze_stages}: give 0 (train every stage) or more")
+        if not 0 < c.layer_decay <= 1:
+            raise ValueError(f"--layer-decay {c.layer_decay:g}: give a factor above 0 and at most 1 (1: one lr for all, "
+                             f"0.7: each stage down gets 0.7x the lr of the one above)")
         if c.aug_views < 1:
             raise ValueError("--aug-views must be at least 1")
         if c.eval_interval < 1 or c.epochs < 1:
