@@ -25,8 +25,8 @@ def test_head_warmup_trains_only_the_head_then_everything_trains(dataset, tmp_pa
     torch.manual_seed(0)
     pretrained = models.create_model("mobilenet_v2", 3, weights="imagenet").state_dict()
     spy = _AtStart()
-    s = train(TrainConfig(data=str(dataset), mode="all-layers", epochs=1, head_warmup=3, project=str(tmp_path),
-                          **FAST), callbacks=[*default_callbacks(), spy])
+    s = train(TrainConfig(data=str(dataset), mode="all-layers", epochs=1, head_warmup=3, warmup_head="keep",
+                          project=str(tmp_path), **FAST), callbacks=[*default_callbacks(), spy])
     start = spy.state
     for k, v in pretrained.items():  # backbone weights AND BatchNorm statistics untouched by the warm-up
         if k.startswith("backbone."):
@@ -117,9 +117,10 @@ def test_public_train_can_be_called_twice(dataset, tmp_path):
     assert a["run_dir"] != b["run_dir"] and a["best_val_acc"] == b["best_val_acc"]
 
 
-def test_resume_after_the_warmup_is_exact(dataset, tmp_path):
-    kw = dict(data=str(dataset), mode="all-layers", head_warmup=3, scheduler="none", project=str(tmp_path),
-              **{**FAST, "amp": "off"})
+@pytest.mark.parametrize("start", ["reset", "keep"])
+def test_resume_after_the_warmup_is_exact(dataset, tmp_path, start):
+    kw = dict(data=str(dataset), mode="all-layers", head_warmup=3, warmup_head=start, scheduler="none",
+              project=str(tmp_path), **{**FAST, "amp": "off"})
     a = train(epochs=2, name="a", **kw)
     train(epochs=1, name="b", **kw)
     b = train(resume=str(tmp_path / "b"), epochs=2)  # continues after epoch 1; the warm-up is not redone
@@ -129,3 +130,63 @@ def test_resume_after_the_warmup_is_exact(dataset, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     with open(tmp_path / "b" / "results.csv", encoding="utf-8-sig") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+
+
+class _BestAtEpoch0(Callback):
+    """best.pt's head as written for epoch 0 (later epochs may overwrite the file)."""
+
+    def on_epoch_end(self, trainer, row):
+        if row["epoch"] == 0:
+            self.head = {k[5:]: v for k, v in load(trainer.run_dir / "best.pt")["model"].items() if k.startswith("head.")}
+
+
+def test_warmup_reset_fine_tunes_exactly_as_without_the_warmup(dataset, tmp_path):
+    from transferlearn.train.callbacks import default_callbacks
+    kw = dict(data=str(dataset), mode="all-layers", epochs=2, patience=0, project=str(tmp_path),
+              **{**FAST, "amp": "off"})
+    torch.manual_seed(0)
+    init = models.create_model("mobilenet_v2", 3, weights="imagenet").state_dict()
+    plain = train(head_warmup=0, name="plain", **kw)
+    spy, best0 = _AtStart(), _BestAtEpoch0()
+    s = train(TrainConfig(head_warmup=4, warmup_head="reset", name="reset", **kw),
+              callbacks=[*default_callbacks(), spy, best0])
+    # fine-tuning starts from the initial head, as without the warm-up ...
+    assert all(torch.equal(init[k], spy.state[k]) for k in init if k.startswith("head."))
+    # ... and best.pt's epoch 0 is the probe: a trained head
+    assert not torch.equal(best0.head["1.weight"], init["head.1.weight"])
+    assert s["head_warmup"]["start"] == "reset" and s["best_val_acc"] >= s["head_warmup"]["val_acc"]
+    rows = {}
+    for name in ("plain", "reset"):
+        with open(tmp_path / name / "results.csv", encoding="utf-8-sig") as f:
+            rows[name] = [{k: r[k] for k in ("epoch", "train_loss", "val_loss", "val_acc")} for r in csv.DictReader(f)]
+    assert [r["epoch"] for r in rows["reset"]] == ["0", "1", "2"]
+    assert rows["reset"][1:] == rows["plain"]  # bit-equal losses: same weights, batches and RNG
+    wa, wb = load(plain["run_dir"] + "/last.pt")["model"], load(s["run_dir"] + "/last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class _DieAfterEpoch0(Callback):
+    def on_checkpoint(self, trainer, ckpt):
+        if ckpt["epoch"] == 0:
+            raise RuntimeError("killed after the warm-up's checkpoint")
+
+
+def test_warmup_reset_resumes_from_the_fresh_head(dataset, tmp_path):
+    """A run that dies between the warm-up and fine-tuning's first epoch continues as if it had not."""
+    from transferlearn.train.callbacks import default_callbacks
+    kw = dict(data=str(dataset), mode="all-layers", epochs=1, head_warmup=3, warmup_head="reset",
+              project=str(tmp_path), **{**FAST, "amp": "off"})
+    a = train(name="a", **kw)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(TrainConfig(name="b", **kw), callbacks=[*default_callbacks(), _DieAfterEpoch0()])
+    b = train(resume=str(tmp_path / "b"))
+    wa, wb = load(a["run_dir"] + "/last.pt")["model"], load(b["run_dir"] + "/last.pt")["model"]
+    assert b["resumed"] and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert load(b["run_dir"] + "/best.pt")["epoch"] == a["best_epoch"]
+
+
+def test_all_layers_defaults_warm_up_the_head_and_stop_early():
+    c = TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2").resolved()
+    assert (c.head_warmup, c.warmup_head, c.patience, c.epochs) == (25, "reset", 5, 10)
+    with pytest.raises(ValueError, match="--warmup-head probe: choose one of reset, keep"):
+        TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2", warmup_head="probe").resolved()

@@ -186,7 +186,8 @@ def test_resume_keeps_the_runs_options(data, tmp_path):
     with pytest.raises(ResumeError, match="may only raise"):
         train(resume=str(run), epochs=0)
     s2 = train(resume=str(run), epochs=2, quiet=True)  # raising --epochs continues the same run
-    assert s2["run_dir"] == str(run) and len(rows(run)) == 2 and [r["epoch"] for r in rows(run)] == ["1", "2"]
+    # epoch 0 is all-layers' head warm-up (the default)
+    assert s2["run_dir"] == str(run) and [r["epoch"] for r in rows(run)] == ["0", "1", "2"]
 
 
 def test_resume_errors_name_the_problem(data, tmp_path):
@@ -209,7 +210,7 @@ def test_resume_auto_starts_then_continues(data, tmp_path):
     assert a["run_dir"] == str(tmp_path / "auto") and not a["resumed"]
     b = train(data=str(data), project=str(tmp_path), name="auto", resume="auto", **{**API, "epochs": 2})
     assert b["resumed"] and b["run_dir"] == str(tmp_path / "auto")
-    assert [r["epoch"] for r in rows(tmp_path / "auto")] == ["1", "2"]
+    assert [r["epoch"] for r in rows(tmp_path / "auto")] == ["0", "1", "2"]  # 0: the head warm-up, done once
     with pytest.raises(ResumeError, match="--lr"):
         train(data=str(data), project=str(tmp_path), name="auto", resume="auto", **{**API, "epochs": 2, "lr": 0.1})
 
@@ -217,14 +218,16 @@ def test_resume_auto_starts_then_continues(data, tmp_path):
 def test_resume_auto_continues_a_run_made_before_newer_options(data, tmp_path):
     """A checkpoint from an older transferlearn has no entry for options added since; --resume auto must take
     the values that reproduce it (config.LEGACY) instead of calling its options different."""
-    train(data=str(data), project=str(tmp_path), name="old", **{**API, "epochs": 1})
+    then = {**API, "head_warmup": 0, "patience": 0}  # all-layers' defaults when those options did not exist
+    train(data=str(data), project=str(tmp_path), name="old", **{**then, "epochs": 1})
     path = tmp_path / "old" / "last.pt"
     ck = ckpt_io.load(path)
-    for k in ("freeze_stages", "layer_decay", "head_warmup", "warmup_views", "patience"):
+    for k in ("freeze_stages", "layer_decay", "head_warmup", "warmup_views", "patience", "warmup_head"):
         del ck["args"][k]
     ck["options_hash"] = "from-an-older-version"
     torch.save(ck, path)
-    b = train(data=str(data), project=str(tmp_path), name="old", resume="auto", **{**API, "epochs": 2})
+    # --warmup-head (now reset, then keep) cannot matter without a warm-up: it is not called a difference
+    b = train(data=str(data), project=str(tmp_path), name="old", resume="auto", **{**then, "epochs": 2})
     assert b["resumed"] and [r["epoch"] for r in rows(tmp_path / "old")] == ["1", "2"]
 
 

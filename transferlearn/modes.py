@@ -42,7 +42,7 @@ class ModeDefaults:
 DEFAULTS = {
     "last-layer": ModeDefaults(weights="imagenet", optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"),
     "all-layers": ModeDefaults(weights="imagenet", optimizer="adamw", lr=3e-4, weight_decay=1e-4, scheduler="cosine",
-                               train_scale=160 / 224),
+                               train_scale=160 / 224, head_warmup=25, patience=5),
     "scratch": ModeDefaults(weights="none", optimizer="adamw", lr=1e-3, weight_decay=5e-4, scheduler="cosine",
                             train_scale=160 / 224),
 }

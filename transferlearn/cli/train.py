@@ -7,7 +7,7 @@ from dataclasses import MISSING, fields
 from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE
 from transferlearn.models import BUILTIN_ARCHS, INITS
 from transferlearn.modes import DEFAULTS, MODES
-from transferlearn.train.config import TrainConfig  # no torch: its defaults are the options' defaults
+from transferlearn.train.config import WARMUP_HEADS, TrainConfig  # no torch: its defaults are the options' defaults
 
 _DEFAULTS_HELP = "; ".join(f"{m}: {d.optimizer} lr={d.lr:g} wd={d.weight_decay:g} {d.scheduler}"
                            for m, d in DEFAULTS.items())
@@ -71,9 +71,12 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--head-warmup", type=int, metavar="N",
                    help="all-layers: first train the new head for N epochs on the frozen backbone's cached features "
-                        "(seconds), then fine-tune everything (linear probe, then fine-tune). "
-                        f"Default {DEFAULTS['all-layers'].head_warmup} (off). --head-warmup 25 --epochs 5 beat the "
-                        "defaults on hymenoptera in half the time but lost on Fashion-MNIST (docs/recipe.md)")
+                        "(a linear probe, seconds), which is epoch 0 and a candidate for best.pt; then fine-tune "
+                        f"every layer. Default {DEFAULTS['all-layers'].head_warmup}; 0: off (docs/recipe.md)")
+    g.add_argument("--warmup-head", choices=WARMUP_HEADS,
+                   help="where fine-tuning starts after the head warm-up. reset (default): from the head's initial "
+                        "weights, exactly as without the warm-up; keep: from the probe's head (LP-FT), which lost "
+                        "2-5 points on data far from ImageNet (Fashion-MNIST)")
     g.add_argument("--freeze-stages", type=int, metavar="K",
                    help="all-layers: keep the backbone's first K stages frozen (weights and BatchNorm statistics, "
                         "as last-layer keeps all of them), so the backward pass stops early. The run's first line "

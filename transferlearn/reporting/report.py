@@ -120,15 +120,19 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
     if w:
         out.append(f"{name}: the new head was first trained for {w['epochs']} epochs on the frozen backbone's "
                    f"features ({w['views']} augmented views per image, {w['seconds']:.0f} s; val accuracy "
-                   f"{_pct(w['val_acc'])} after it), then every layer was fine-tuned (--head-warmup).")
+                   f"{_pct(w['val_acc'])} after it), then every layer was fine-tuned (--head-warmup), starting "
+                   + ("from the probe's head (--warmup-head keep)." if w.get("start", "keep") == "keep" else
+                      "from a fresh head, as without the warm-up; the probe stayed a candidate (--warmup-head reset)."))
     be, ep = summary.get("best_epoch"), summary.get("epochs_run") or summary.get("epochs")
-    if summary.get("stopped_early"):
-        out.append(f"{name}: stopped early after epoch {ep} of {summary.get('epochs')}: val accuracy had stopped "
-                   f"improving (best {_pct(summary.get('best_val_acc'))} at epoch {be}; --patience).")
-    elif w and be == 0 and ep:
+    if w and be == 0 and ep:
         out.append(f"{name}: fine-tuning never beat the warmed-up head (val accuracy {_pct(w['val_acc'])}): "
                    f"best.pt is the model after the warm-up, the backbone as pretrained. On this data a frozen "
-                   f"backbone (last-layer) is as good; a lower --lr may let fine-tuning help.")
+                   f"backbone (last-layer) is as good; a lower --lr may let fine-tuning help."
+                   + (f" Stopped early after epoch {ep} of {summary.get('epochs')} (--patience)."
+                      if summary.get("stopped_early") else ""))
+    elif summary.get("stopped_early"):
+        out.append(f"{name}: stopped early after epoch {ep} of {summary.get('epochs')}: val accuracy had stopped "
+                   f"improving (best {_pct(summary.get('best_val_acc'))} at epoch {be}; --patience).")
     elif be and ep and ep > 2:
         if be == ep:
             out.append(f"{name}: val accuracy was still improving at the last epoch ({ep}); more epochs may help.")

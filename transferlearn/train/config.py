@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, fields
 
 from ..modes import DEFAULTS, backbone_frozen, check_mode
 
+WARMUP_HEADS = ("reset", "keep")  # where fine-tuning starts after the head warm-up (train/warmup.py)
+
 
 @dataclass
 class TrainConfig:
@@ -53,6 +55,7 @@ class TrainConfig:
     freeze_stages: int = 0  # all-layers: keep the backbone's first K stages frozen (models/stages.py)
     layer_decay: float = 1.0  # all-layers: lr x decay^k for the backbone's k-th stage from the top (1: one lr)
     warmup_views: int = 2  # augmented views per training image for the head warm-up's features
+    warmup_head: str = "reset"  # fine-tuning starts from: reset (the initial head; the probe is a candidate) | keep
     patience: int | None = None  # early stopping: evaluations without a better val acc; 0 never; None: mode's
     eval_interval: int = 1
     eval_start_epoch: int = 1
@@ -102,6 +105,8 @@ class TrainConfig:
         c.patience = d.patience if c.patience is None else c.patience
         if c.head_warmup < 0 or c.patience < 0 or c.warmup_views < 1:
             raise ValueError("--head-warmup and --patience must be 0 (off) or more, --warmup-views at least 1")
+        if c.warmup_head not in WARMUP_HEADS:
+            raise ValueError(f"--warmup-head {c.warmup_head}: choose one of {', '.join(WARMUP_HEADS)}")
         if c.head_warmup and c.mode != "all-layers":
             raise ValueError(f"--head-warmup trains the head on frozen pretrained features before fine-tuning: it "
                              f"belongs to --mode all-layers, not {c.mode} (use --head-warmup 0)")
@@ -132,7 +137,8 @@ NOT_RESULTS = RESUMABLE + ("project", "name", "exist_ok", "output", "cache_dir",
 LEGACY = {"batch_augment": False,  # before batched augmentation, every sample went through torchvision alone
           "backbone_runtime": "torch",  # before onnxruntime ran the frozen backbone
           "head_warmup": 0, "warmup_views": 2, "patience": 0,  # before the head warm-up and early stopping
-          "freeze_stages": 0, "layer_decay": 1.0}  # before partial fine-tuning and discriminative lrs
+          "freeze_stages": 0, "layer_decay": 1.0,  # before partial fine-tuning and discriminative lrs
+          "warmup_head": "keep"}  # before --warmup-head: fine-tuning continued from the probe's head
 
 
 def options_hash(cfg: TrainConfig) -> str:

@@ -29,7 +29,7 @@ from .pipeline import image_batches, image_datasets
 from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
                      run_folder)
 from .state import create_state, rng_state, set_rng_state
-from .warmup import warm_up_head
+from .warmup import swap_head, warm_up_head
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -77,7 +77,7 @@ class Trainer:
         """`given`: with cfg.resume, the options stated for this invocation (only some may differ from the run's)."""
         self.raw_cfg, self.given = cfg, dict(given or {})
         self.callbacks = default_callbacks() if callbacks is None else callbacks
-        self._log, self.resumed, self._stop, self._ckpt = log, False, None, None
+        self._log, self.resumed, self._stop, self._ckpt, self._probe_head = log, False, None, None, None
 
     def log(self, msg: str) -> None:
         if self.ctx.is_main:
@@ -164,9 +164,9 @@ class Trainer:
                 # the head learns on features of full-size crops, as last-layer mode's: the size it is evaluated at
                 probe_train = train if cfg.train_size == cfg.img_size else image_datasets(
                     splits, replace(self.pre, train_size=cfg.img_size), cfg, ctx, log=self.log)[0]
-                self.state.warmup = warm_up_head(self.model, probe_train, val, cfg, ctx, self.device, self.amp,
-                                                 len(splits.classes), self.criterion, self.train_criterion,
-                                                 log=self.log)
+                self.state.warmup, self._probe_head = warm_up_head(
+                    self.model, probe_train, val, cfg, ctx, self.device, self.amp, len(splits.classes),
+                    self.criterion, self.train_criterion, log=self.log)
             self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes),
                                                                  self.device)
             trained = self.model
@@ -254,15 +254,17 @@ class Trainer:
     def fit(self) -> "Trainer":
         cfg, state, ctx = self.cfg, self.state, self.ctx
         restore = self._install_signal_handlers()
-        if state.warmup and not state.history:  # the warmed-up head is the run's first candidate for best.pt
-            row = warmup_row(state.warmup)
-            state.best_acc, state.best_epoch = row["val_acc"], 0
-            state.history.append(row)
-            if ctx.is_main:
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, {**row, "improved": True})
-            self.checkpoint()
         try:
+            if state.warmup and not state.history:  # the warmed-up head is the run's first candidate for best.pt
+                row = warmup_row(state.warmup)
+                state.best_acc, state.best_epoch = row["val_acc"], 0
+                state.history.append(row)
+                if ctx.is_main:  # --warmup-head reset: best.pt gets the probe's head, fine-tuning the fresh one
+                    fresh = swap_head(self.model, self._probe_head)
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self, {**row, "improved": True})
+                    swap_head(self.model, fresh)
+                self.checkpoint()
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch + 1
                 lr = state.optimizer.param_groups[-1]["lr"]  # the head's (--layer-decay lowers the others)

@@ -13,6 +13,13 @@ full size, and on hymenoptera it reached 0.9608 on both seeds that way against 0
 Every process computes its share of the features and all are gathered, so each holds all of them; each then
 trains the same head on all the features with the same seed (no DDP needed), and DDP's start-up broadcast
 makes them bit-equal before fine-tuning begins.
+
+`--warmup-head reset` (all-layers' default): the probe is only a candidate, and fine-tuning starts from the head's
+initial weights and RNG state, exactly as it would have without the warm-up. The probe's head is fitted to
+features of BatchNorm's running statistics; fine-tuning runs BatchNorm on batch statistics, and on data far from
+ImageNet (Fashion-MNIST) those features differ so much that fine-tuning from the probe's head ended 2-5 points
+below fine-tuning from a fresh one, while on hymenoptera the probe itself was the best model (docs/recipe.md).
+`keep` is LP-FT as published: fine-tuning continues from the probe's head.
 """
 from __future__ import annotations
 
@@ -24,14 +31,16 @@ from ..modes import DEFAULTS, apply_mode
 from .distributed import DistContext
 from .features import feature_batches
 from .loop import train_one_epoch, validate
-from .state import create_state
+from .state import create_state, rng_state, set_rng_state
 
 
 def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, amp: str, num_classes: int,
-                 criterion: nn.Module, train_criterion: nn.Module, log=print) -> dict:
-    """Train `model.head` for cfg.head_warmup epochs on the frozen backbone's features; returns what it did
-    (epochs, views, val accuracy of the probe, seconds). The backbone's requires_grad is restored."""
+                 criterion: nn.Module, train_criterion: nn.Module, log=print) -> tuple[dict, dict | None]:
+    """Train `model.head` for cfg.head_warmup epochs on the frozen backbone's features. Returns what it did
+    (epochs, views, val accuracy of the probe, seconds) and, with --warmup-head reset, the probe's head weights
+    (the model then holds its initial head again). The backbone's requires_grad is restored."""
     t0 = time.perf_counter()
+    fresh = (head_weights(model), rng_state()) if cfg.warmup_head == "reset" else None
     one = DistContext()  # every process trains the same head on all the (gathered) features
     train_b, val_b = feature_batches(model.backbone, train, val, cfg, ctx, device, amp, num_classes,
                                      views=cfg.warmup_views, plan_ctx=one, log=log)
@@ -48,7 +57,24 @@ def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, am
         probe = validate(model, val_b, criterion, device, "off", forward=model.head, ctx=one, quiet=True)
     finally:
         apply_mode(model, cfg.mode, cfg.freeze_stages)
-    return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "lr": d.lr, "train_loss": row["train_loss"],
-            "train_acc": row["train_acc"], "val_acc": probe["val_acc"], "val_loss": probe["val_loss"],
-            "val_images": probe["val_images"],
-            "feature_seconds": round(t_features, 2), "seconds": round(time.perf_counter() - t0, 2)}
+    probe_head = None
+    if fresh is not None:  # fine-tuning starts where it would have started without the warm-up
+        probe_head = swap_head(model, fresh[0])
+        set_rng_state(fresh[1])
+    return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "lr": d.lr, "start": cfg.warmup_head,
+            "train_loss": row["train_loss"], "train_acc": row["train_acc"], "val_acc": probe["val_acc"],
+            "val_loss": probe["val_loss"], "val_images": probe["val_images"],
+            "feature_seconds": round(t_features, 2), "seconds": round(time.perf_counter() - t0, 2)}, probe_head
+
+
+def head_weights(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+
+
+def swap_head(model: nn.Module, weights: dict | None) -> dict | None:
+    """Load `weights` into model.head (None: leave it); returns the head's weights before."""
+    if weights is None:
+        return None
+    before = head_weights(model)
+    model.head.load_state_dict(weights)
+    return before
