@@ -7,7 +7,7 @@ import torch
 from transferlearn import models
 from transferlearn.checkpoint import load
 from transferlearn.train import Callback, TrainConfig, compare, train
-from transferlearn.train.trainer import converged
+from transferlearn.train.stopping import converged, stalled_below_probe, stop_reason
 
 from conftest import FAST
 
@@ -142,7 +142,7 @@ class _BestAtEpoch0(Callback):
 
 def test_warmup_reset_fine_tunes_exactly_as_without_the_warmup(dataset, tmp_path):
     from transferlearn.train.callbacks import default_callbacks
-    kw = dict(data=str(dataset), mode="all-layers", epochs=2, patience=0, project=str(tmp_path),
+    kw = dict(data=str(dataset), mode="all-layers", epochs=2, patience=0, warmup_patience=0, project=str(tmp_path),
               **{**FAST, "amp": "off"})
     torch.manual_seed(0)
     init = models.create_model("mobilenet_v2", 3, weights="imagenet").state_dict()
@@ -187,6 +187,34 @@ def test_warmup_reset_resumes_from_the_fresh_head(dataset, tmp_path):
 
 def test_all_layers_defaults_warm_up_the_head_and_stop_early():
     c = TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2").resolved()
-    assert (c.head_warmup, c.warmup_head, c.patience, c.epochs) == (25, "reset", 5, 10)
+    assert (c.head_warmup, c.warmup_head, c.patience, c.warmup_patience, c.epochs) == (25, "reset", 0, 2, 10)
     with pytest.raises(ValueError, match="--warmup-head probe: choose one of reset, keep"):
         TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2", warmup_head="probe").resolved()
+
+
+def test_stalled_below_probe():
+    h = lambda probe, *accs: [{"epoch": 0, "val_acc": probe}] + [{"epoch": i, "val_acc": a}  # noqa: E731
+                                                               for i, a in enumerate(accs, 1)]
+    assert stalled_below_probe(h(0.96, 0.94, 0.92, 0.92), 2)  # hymenoptera: fine-tuning peaked at epoch 1
+    assert not stalled_below_probe(h(0.96, 0.94, 0.92), 2)  # not yet 2 evaluations after its best
+    assert not stalled_below_probe(h(0.85, 0.77, 0.81, 0.83, 0.84), 2)  # Fashion-MNIST: still climbing
+    assert not stalled_below_probe(h(0.85, 0.86, 0.84, 0.84), 2)  # it beat the probe: only --patience applies
+    assert stalled_below_probe(h(0.96, 0.94, 0.94, 0.94), 2)  # equal to its own best is not better
+    assert not stalled_below_probe(h(0.86, 0.75, 0.86, 0.85, 0.85), 2)  # it reached the probe: not below it
+    assert not stalled_below_probe(h(0.96, 0.94, 0.92, 0.92), 0)  # 0: never
+    assert not stalled_below_probe([{"epoch": i, "val_acc": 0.5} for i in (1, 2, 3, 4)], 2)  # no warm-up
+    assert "still below the head warm-up's probe" in stop_reason(h(0.96, 0.94, 0.92, 0.92), 0, 2, 10)
+    assert stop_reason(h(0.96, 0.94, 0.92, 0.92), 0, 2, 3) is None  # the last epoch: nothing to stop
+    assert "converged" in stop_reason(h(0.8, 0.9, 0.85, 0.85), 2, 2, 10)
+
+
+def test_warmup_patience_stops_fine_tuning_that_cannot_catch_the_probe(dataset, tmp_path):
+    # LeNet has no BatchNorm or dropout: at lr 0 fine-tuning changes nothing, so every epoch scores the fresh head
+    s = train(data=str(dataset), mode="all-layers", arch="lenet", weights="none", img_size=32, epochs=8, lr=0.0,
+              head_warmup=60, warmup_patience=2, project=str(tmp_path), name="w", batch_size=8, workers=0,
+              quiet=True, amp="off")
+    with open(tmp_path / "w" / "results.csv", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    assert len({r["val_acc"] for r in rows[1:]}) == 1 and float(rows[1]["val_acc"]) < float(rows[0]["val_acc"])
+    assert s["best_epoch"] == 0 and s["stopped_early"] and s["epochs_run"] == 3 and s["epochs"] == 8
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]

@@ -14,6 +14,10 @@ Where the backbone trains, it trains on smaller crops than it is evaluated on (1
 enlarges objects, so a smaller training crop matches their apparent size at test time, and each
 step costs about half the compute. On hymenoptera (lite0, 25 epochs, two seeds) 160 px was both
 faster and at least as accurate as 176 and 224 px (docs/speed.md).
+
+All-layers first fits the new head on the frozen backbone's features (25 epochs, seconds: a linear probe, the
+run's epoch 0 and a candidate for best.pt), then fine-tunes every layer from the head's initial weights, and
+gives up when fine-tuning stalls for 2 epochs while still below the probe (train/warmup.py, stopping.py).
 """
 from __future__ import annotations
 
@@ -37,12 +41,13 @@ class ModeDefaults:
     train_scale: float = 1.0  # training crop = round(img_size * train_scale), to a multiple of 8
     head_warmup: int = 0  # epochs of head-only training on frozen features before the backbone trains (train/warmup.py)
     patience: int = 0  # stop after this many evaluations without a better val accuracy (0: never)
+    warmup_patience: int = 0  # stop fine-tuning that stalls this many evaluations below the probe (train/stopping.py)
 
 
 DEFAULTS = {
     "last-layer": ModeDefaults(weights="imagenet", optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"),
     "all-layers": ModeDefaults(weights="imagenet", optimizer="adamw", lr=3e-4, weight_decay=1e-4, scheduler="cosine",
-                               train_scale=160 / 224, head_warmup=25, patience=5),
+                               train_scale=160 / 224, head_warmup=25, warmup_patience=2),
     "scratch": ModeDefaults(weights="none", optimizer="adamw", lr=1e-3, weight_decay=5e-4, scheduler="cosine",
                             train_scale=160 / 224),
 }

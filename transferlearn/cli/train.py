@@ -90,6 +90,10 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="early stopping: stop when N evaluations in a row bring no better val accuracy (the best "
                         "checkpoint is kept). Default by mode: "
                         + ", ".join(f"{m} {d.patience}" for m, d in DEFAULTS.items()) + "; 0: train every epoch")
+    g.add_argument("--warmup-patience", type=int, metavar="N",
+                   help="all-layers with --head-warmup: stop fine-tuning when N evaluations in a row bring no better "
+                        "fine-tuning epoch and every one is below the warm-up's probe (best.pt is then the probe). "
+                        f"Default {DEFAULTS['all-layers'].warmup_patience}; 0: train every epoch")
     g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"],
                    help="mixed precision. auto: bf16 autocast on CPUs with AVX-512/AMX and on CUDA GPUs that "
                         "support it, fp16 on older GPUs, off elsewhere")

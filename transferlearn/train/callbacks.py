@@ -91,7 +91,9 @@ class Console(Callback):
         val = (f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{' *' if row.get('improved') else ''}"
                if "val_acc" in row else "val skipped")
         label = f"epoch {row['epoch']}/{cfg.epochs}" + (
-            f" (head warm-up: {trainer.state.warmup['epochs']} epochs on frozen features)" if row["epoch"] == 0 else "")
+            f" (head warm-up: {trainer.state.warmup['epochs']} epochs on frozen features; fine-tuning starts from "
+            f"{'the warmed-up' if trainer.state.warmup.get('start') == 'keep' else 'a fresh'} head)"
+            if row["epoch"] == 0 else "")
         trainer.log(f"{label}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
                     f"  {val}  lr {row['lr']:.2e}  {row['seconds']:.1f}s")
 

@@ -57,6 +57,7 @@ class TrainConfig:
     warmup_views: int = 2  # augmented views per training image for the head warm-up's features
     warmup_head: str = "reset"  # fine-tuning starts from: reset (the initial head; the probe is a candidate) | keep
     patience: int | None = None  # early stopping: evaluations without a better val acc; 0 never; None: mode's
+    warmup_patience: int | None = None  # all-layers: stop fine-tuning stalled this long below the probe; None: mode's
     eval_interval: int = 1
     eval_start_epoch: int = 1
     sync_bn: bool = False  # DDP: BatchNorm statistics over the global batch (slower; see docs/distributed.md)
@@ -103,8 +104,10 @@ class TrainConfig:
             raise ValueError(f"--feature-cache needs a frozen backbone (mode last-layer), not {c.mode}")
         c.head_warmup = d.head_warmup if c.head_warmup is None else c.head_warmup
         c.patience = d.patience if c.patience is None else c.patience
-        if c.head_warmup < 0 or c.patience < 0 or c.warmup_views < 1:
-            raise ValueError("--head-warmup and --patience must be 0 (off) or more, --warmup-views at least 1")
+        c.warmup_patience = d.warmup_patience if c.warmup_patience is None else c.warmup_patience
+        if min(c.head_warmup, c.patience, c.warmup_patience) < 0 or c.warmup_views < 1:
+            raise ValueError("--head-warmup, --patience and --warmup-patience must be 0 (off) or more, "
+                             "--warmup-views at least 1")
         if c.warmup_head not in WARMUP_HEADS:
             raise ValueError(f"--warmup-head {c.warmup_head}: choose one of {', '.join(WARMUP_HEADS)}")
         if c.head_warmup and c.mode != "all-layers":
@@ -138,7 +141,7 @@ LEGACY = {"batch_augment": False,  # before batched augmentation, every sample w
           "backbone_runtime": "torch",  # before onnxruntime ran the frozen backbone
           "head_warmup": 0, "warmup_views": 2, "patience": 0,  # before the head warm-up and early stopping
           "freeze_stages": 0, "layer_decay": 1.0,  # before partial fine-tuning and discriminative lrs
-          "warmup_head": "keep"}  # before --warmup-head: fine-tuning continued from the probe's head
+          "warmup_head": "keep", "warmup_patience": 0}  # before --warmup-head: fine-tuning continued from the probe's head
 
 
 def options_hash(cfg: TrainConfig) -> str:

@@ -29,6 +29,7 @@ from .pipeline import image_batches, image_datasets
 from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
                      run_folder)
 from .state import create_state, rng_state, set_rng_state
+from .stopping import stop_reason
 from .warmup import swap_head, warm_up_head
 
 
@@ -63,12 +64,6 @@ def warmup_row(w: dict) -> dict:
     return {"epoch": 0, "lr": w["lr"], "train_loss": w["train_loss"], "train_acc": w["train_acc"],
             "val_loss": w["val_loss"], "val_acc": w["val_acc"], "seconds": w["seconds"], "train_images": 0,
             "train_seconds": 0.0, "val_images": w["val_images"]}
-
-
-def converged(history: list[dict], patience: int) -> bool:
-    """Early stopping: the last `patience` evaluations were no better than the best one before them."""
-    accs = [r["val_acc"] for r in history if r.get("val_acc") is not None]
-    return 0 < patience < len(accs) and max(accs[-patience:]) <= max(accs[:-patience])
 
 
 class Trainer:
@@ -287,11 +282,10 @@ class Trainer:
                 if ctx.is_main:
                     for cb in self.callbacks:
                         cb.on_epoch_end(self, {**row, "improved": improved})
-                if "val_acc" in row and epoch < cfg.epochs and converged(state.history, cfg.patience):
+                reason = stop_reason(state.history, cfg.patience, cfg.warmup_patience, cfg.epochs)
+                if reason:
                     state.stopped_early = epoch
-                    self.log(f"val accuracy has not improved for {cfg.patience} evaluations (best "
-                             f"{state.best_acc:.4f} at epoch {state.best_epoch}): converged, stopping after epoch "
-                             f"{epoch} of {cfg.epochs} (--patience 0 trains every epoch)")
+                    self.log(reason)
                 self.checkpoint()
                 if state.stopped_early:
                     break
