@@ -128,7 +128,8 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
         out.append(f"{name}: fine-tuning never beat the warmed-up head (val accuracy {_pct(w['val_acc'])}): "
                    f"best.pt is the model after the warm-up, the backbone as pretrained. On this data a frozen "
                    f"backbone (last-layer) is as good; a lower --lr may let fine-tuning help."
-                   + (f" Stopped early after epoch {ep} of {summary.get('epochs')} (--patience)."
+                   + (f" Fine-tuning stopped after epoch {ep} of {summary.get('epochs')} "
+                      f"(--warmup-patience, --patience)."
                       if summary.get("stopped_early") else ""))
     elif summary.get("stopped_early"):
         out.append(f"{name}: stopped early after epoch {ep} of {summary.get('epochs')}: val accuracy had stopped "
