@@ -141,7 +141,8 @@ LEGACY = {"batch_augment": False,  # before batched augmentation, every sample w
           "backbone_runtime": "torch",  # before onnxruntime ran the frozen backbone
           "head_warmup": 0, "warmup_views": 2, "patience": 0,  # before the head warm-up and early stopping
           "freeze_stages": 0, "layer_decay": 1.0,  # before partial fine-tuning and discriminative lrs
-          "warmup_head": "keep", "warmup_patience": 0}  # before --warmup-head: fine-tuning continued from the probe's head
+          "warmup_head": "keep",  # before --warmup-head: fine-tuning continued from the probe's head
+          "warmup_patience": 0}
 
 
 def options_hash(cfg: TrainConfig) -> str:

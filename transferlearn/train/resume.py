@@ -84,7 +84,8 @@ def check_same_options(ckpt: dict, cfg: TrainConfig) -> None:
     if ckpt.get("options_hash") == options_hash(cfg):
         return
     stored = {**LEGACY, **ckpt.get("args", {})}
-    idle = ("warmup_head", "warmup_views", "warmup_patience") if cfg.head_warmup == 0 == stored.get("head_warmup") else ()
+    no_warmup = cfg.head_warmup == 0 == stored.get("head_warmup")  # then the warm-up's options change nothing
+    idle = ("warmup_head", "warmup_views", "warmup_patience") if no_warmup else ()
     diff = [k for k, v in asdict(cfg).items()
             if k not in NOT_RESULTS + idle and not _same(k, v, stored.get(k))]
     if not diff:  # the same options; the hash differs because options were added since the run was made

@@ -2,11 +2,11 @@
 
 - `--patience N`: the last N evaluations were no better than the best one before them (any mode).
 - `--warmup-patience N` (all-layers with the head warm-up): fine-tuning's last N evaluations were no better
-  than its best one before them, and every fine-tuning epoch is below the warm-up's probe (epoch 0). Fine-tuning
-  starts from a fresh head and far below the probe; where it is still climbing (Fashion-MNIST, flowers: every
-  epoch better than the last for 4-5 epochs) it runs on, and once it has passed the probe only --patience
-  applies. Where it stalls below the probe (hymenoptera, 245 images: the probe is the best model), the
-  remaining epochs cannot pay (docs/recipe.md, "Early stopping").
+  than its best one before them, and every fine-tuning epoch is below the warm-up's probe (epoch 0).
+  Fine-tuning starts from a fresh head, below the probe. Where it is still climbing (Fashion-MNIST, flowers:
+  it passed the probe after 2-7 epochs, never stalling more than 1 on the way) it runs on, and once it has
+  passed the probe only --patience applies. Where it stalls below the probe (hymenoptera, 245 images: the
+  probe is the best model), the remaining epochs cannot pay (docs/recipe.md, "The default").
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def stop_reason(history: list[dict], patience: int, warmup_patience: int, epochs
     where = f"best {best['val_acc']:.4f} at epoch {best['epoch']}"
     if stalled_below_probe(history, warmup_patience):
         return (f"fine-tuning has not improved for {warmup_patience} evaluations and is still below the head "
-                f"warm-up's probe ({where}): stopping after epoch {last} of {epochs} (--warmup-patience 0 trains every epoch)")
+                f"warm-up's probe ({where}): stopping after epoch {last} of {epochs} (--warmup-patience 0 trains "
+                f"every epoch)")
     if converged(history, patience):
         return (f"val accuracy has not improved for {patience} evaluations ({where}): converged, stopping after "
                 f"epoch {last} of {epochs} (--patience 0 trains every epoch)")
