@@ -293,7 +293,7 @@ def test_killed_compare_continues_with_the_mode_it_was_in(data, tmp_path):
     assert (tmp_path / "cmp" / "last-layer" / "best.pt").stat().st_mtime_ns == first  # not trained again
     with open(tmp_path / "cmp" / "comparison.csv", encoding="utf-8-sig") as f:
         assert [row["mode"] for row in csv.DictReader(f)] == ["last-layer", "all-layers"]
-    assert [x["epoch"] for x in rows(tmp_path / "cmp" / "all-layers")] == ["1", "2", "3"]
+    assert [x["epoch"] for x in rows(tmp_path / "cmp" / "all-layers")] == ["0", "1", "2", "3"]  # 0: the warm-up
     r = subprocess.run(cli("--resume", str(tmp_path / "cmp")), env=env(), capture_output=True, text=True)
     assert r.returncode == 2 and "is a compare run" in r.stderr
 

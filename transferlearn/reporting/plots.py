@@ -41,14 +41,20 @@ def _save(fig, path, title: str = "", bbox_tight: bool = False) -> Path:
 
 
 def plot_curves(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Loss and accuracy vs epoch, train and val, from results.csv rows."""
+    """Loss and accuracy vs epoch, train and val, from results.csv rows. Epoch 0 (all-layers' head warm-up, a
+    linear probe) is drawn as its own point, not joined to epoch 1: fine-tuning may start from another head."""
     warn_if_no_cjk_font([title])
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for key, style in (("train", "-"), ("val", "--")):
         for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
             xs, ys = _floats(rows, f"{key}_{metric}")
+            probe = [(x, y) for x, y in zip(xs, ys) if x == 0]
+            xs, ys = [x for x in xs if x != 0], [y for x, y in zip(xs, ys) if x != 0]
+            color = None
             if xs:
-                ax.plot(xs, ys, style, marker="o", markersize=3, label=key)
+                color = ax.plot(xs, ys, style, marker="o", markersize=3, label=key)[0].get_color()
+            if probe:
+                ax.plot(*zip(*probe), "*", markersize=11, color=color, label=f"{key}, head warm-up")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
