@@ -76,7 +76,7 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup-head", choices=WARMUP_HEADS,
                    help="where fine-tuning starts after the head warm-up. reset (default): from the head's initial "
                         "weights, exactly as without the warm-up; keep: from the probe's head (LP-FT), which lost "
-                        "2-5 points on data far from ImageNet (Fashion-MNIST)")
+                        "1-5 points on data far from ImageNet (Fashion-MNIST)")
     g.add_argument("--freeze-stages", type=int, metavar="K",
                    help="all-layers: keep the backbone's first K stages frozen (weights and BatchNorm statistics, "
                         "as last-layer keeps all of them), so the backward pass stops early. The run's first line "

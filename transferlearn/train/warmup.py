@@ -17,7 +17,7 @@ makes them bit-equal before fine-tuning begins.
 `--warmup-head reset` (all-layers' default): the probe is only a candidate, and fine-tuning starts from the head's
 initial weights and RNG state, exactly as it would have without the warm-up. The probe's head is fitted to
 features of BatchNorm's running statistics; fine-tuning runs BatchNorm on batch statistics, and on data far from
-ImageNet (Fashion-MNIST) those features differ so much that fine-tuning from the probe's head ended 2-5 points
+ImageNet (Fashion-MNIST) those features differ so much that fine-tuning from the probe's head ended 1-5 points
 below fine-tuning from a fresh one, while on hymenoptera the probe itself was the best model (docs/recipe.md).
 `keep` is LP-FT as published: fine-tuning continues from the probe's head.
 """
