@@ -105,9 +105,11 @@ class TrainConfig:
         c.head_warmup = d.head_warmup if c.head_warmup is None else c.head_warmup
         c.patience = d.patience if c.patience is None else c.patience
         c.warmup_patience = d.warmup_patience if c.warmup_patience is None else c.warmup_patience
-        if min(c.head_warmup, c.patience, c.warmup_patience) < 0 or c.warmup_views < 1:
-            raise ValueError("--head-warmup, --patience and --warmup-patience must be 0 (off) or more, "
-                             "--warmup-views at least 1")
+        for name in ("head_warmup", "patience", "warmup_patience"):
+            if getattr(c, name) < 0:
+                raise ValueError(f"{option_flag(name)} {getattr(c, name)}: give 0 (off) or a number of epochs")
+        if c.warmup_views < 1:
+            raise ValueError(f"--warmup-views {c.warmup_views}: give at least 1")
         if c.warmup_head not in WARMUP_HEADS:
             raise ValueError(f"--warmup-head {c.warmup_head}: choose one of {', '.join(WARMUP_HEADS)}")
         if c.head_warmup and c.mode != "all-layers":
