@@ -60,3 +60,51 @@ def test_training_batches_at_train_size_validation_at_img_size(dataset, tmp_path
     ck = load(s["run_dir"] + "/best.pt")
     assert ck["preprocess"]["img_size"] == 64 and ck["preprocess"]["train_size"] == 48
     assert s["train_size"] == 48 and s["img_size"] == 64
+
+
+# ---------------------------------------------------------------- --progressive-resize
+
+def test_progressive_schedule_climbs_to_train_size_by_80_percent_of_the_epochs():
+    from transferlearn.train.pipeline import train_size_at
+    sizes = [train_size_at(e, 10, 96, 160) for e in range(1, 11)]
+    assert sizes[0] == 96 and sizes[7:] == [160, 160, 160]  # epochs 8-10 at the final size
+    assert sizes == sorted(sizes) and all(s % 8 == 0 for s in sizes) and len(set(sizes)) >= 6
+    assert [train_size_at(e, 5, 112, 160) for e in range(1, 6)] == [112, 128, 144, 160, 160]
+    assert train_size_at(1, 1, 96, 160) == 160  # one epoch: the final size
+    assert train_size_at(1, 10, 0, 160) == 160 and train_size_at(3, 10, 200, 160) == 160  # off
+
+
+def test_progressive_resize_trains_growing_crops_and_validates_at_img_size(dataset, tmp_path, monkeypatch):
+    shapes = {True: [], False: set()}  # model.training -> input sizes seen, training in order
+    make = train_module.create_model
+
+    def spy(*a, **k):
+        m = make(*a, **k)
+        m.register_forward_pre_hook(lambda mod, args: shapes[mod.training].append(args[0].shape[-1])
+                                    if mod.training else shapes[False].add(tuple(args[0].shape[-2:])))
+        return m
+
+    monkeypatch.setattr(train_module, "create_model", spy)
+    s = trainer.train(data=str(dataset), mode="all-layers", epochs=3, train_size=48, progressive_resize=24,
+                      head_warmup=0, project=str(tmp_path / "r"), **FAST)
+    per_epoch = len(shapes[True]) // 3
+    assert [shapes[True][i * per_epoch] for i in range(3)] == [24, 48, 48]  # epoch 2 = round(0.8 * 3): 48
+    assert set(shapes[True]) == {24, 48} and shapes[False] == {(64, 64)}
+    import csv
+    from transferlearn.checkpoint import load as load_ck
+    ck = load_ck(s["run_dir"] + "/last.pt")
+    assert [r["train_size"] for r in ck["train_state"]["history"]] == [24, 48, 48]
+    assert ck["preprocess"]["train_size"] == 48  # inference never sees the schedule
+    with open(s["run_dir"] + "/results.csv", encoding="utf-8-sig") as f:
+        assert len(list(csv.DictReader(f))) == 3
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(mode="last-layer"), "last-layer"),
+    (dict(mode="all-layers", cache=False), "batched pipeline"),
+    (dict(mode="all-layers", augment="strong"), "batched pipeline"),
+    (dict(mode="all-layers", progressive_resize=200), "up to the training crop"),
+])
+def test_progressive_resize_says_where_it_does_not_apply(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"progressive_resize": 96, "img_size": 224, **options}).resolved()

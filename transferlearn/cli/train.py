@@ -31,6 +31,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-size", type=int,
                    help="training crop size; default by mode (smaller than --img-size where the backbone trains: "
                         "faster, and 'train low, test high' keeps accuracy)")
+    g.add_argument("--progressive-resize", type=int, metavar="PX",
+                   help="progressive resizing: the first epoch trains on PX crops, growing linearly to --train-size "
+                        "by 80%% of the epochs (cheaper early epochs); 0 (default): one size")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--workers", help="data loader processes (auto: one per CPU core, max 8)")
     g.add_argument("--augment", choices=AUGMENT_PRESETS,

@@ -94,7 +94,8 @@ class Console(Callback):
             f" (head warm-up: {trainer.state.warmup['epochs']} epochs on frozen features; fine-tuning starts from "
             f"{'the warmed-up' if trainer.state.warmup.get('start') == 'keep' else 'a fresh'} head)"
             if row["epoch"] == 0 else "")
-        trainer.log(f"{label}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+        crop = f"  crop {row['train_size']} px" if "train_size" in row else ""
+        trainer.log(f"{label}{crop}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
                     f"  {val}  lr {row['lr']:.2e}  {row['seconds']:.1f}s")
 
     def on_fit_end(self, trainer, summary):

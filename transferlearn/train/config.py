@@ -28,6 +28,7 @@ class TrainConfig:
     batch_size: int = 32  # per process; the global batch is batch_size x world size
     img_size: int | None = None  # eval / inference size, stored in the checkpoint; None: the arch's (224 mostly)
     train_size: int | None = None  # training crop; None: the mode's default (modes.DEFAULTS train_scale)
+    progressive_resize: int = 0  # first epoch's training crop, growing to train_size (pipeline.train_size_at); 0 off
     optimizer: str | None = None
     lr: float | None = None
     momentum: float = 0.9
@@ -95,6 +96,8 @@ class TrainConfig:
                             and not spec.extra.get("fixed_input_size") else c.img_size)
         if not 8 <= c.train_size <= 4 * c.img_size:
             raise ValueError(f"--train-size {c.train_size} is out of range for --img-size {c.img_size}")
+        if c.progressive_resize:
+            check_progressive(c, spec)
         if c.mode == "scratch" and c.weights == "imagenet":
             raise ValueError("mode scratch trains from random init; --weights imagenet contradicts it "
                              "(use --mode all-layers to fine-tune ImageNet weights)")
@@ -144,7 +147,24 @@ LEGACY = {"batch_augment": False,  # before batched augmentation, every sample w
           "head_warmup": 0, "warmup_views": 2, "patience": 0,  # before the head warm-up and early stopping
           "freeze_stages": 0, "layer_decay": 1.0,  # before partial fine-tuning and discriminative lrs
           "warmup_head": "keep",  # before --warmup-head: fine-tuning continued from the probe's head
-          "warmup_patience": 0}
+          "warmup_patience": 0, "progressive_resize": 0}
+
+
+def check_progressive(c: TrainConfig, spec) -> None:
+    """--progressive-resize changes the crop size of the batched pipeline (pipeline.CachedBatches) per epoch;
+    the per-sample pipeline and a frozen backbone's cached features have one size."""
+    flag = f"--progressive-resize {c.progressive_resize}"
+    if backbone_frozen(c.mode) or c.feature_cache:
+        raise ValueError(f"{flag}: last-layer mode trains the head on features computed once at one size; "
+                         f"progressive resizing belongs to --mode all-layers or scratch")
+    if not 8 <= c.progressive_resize <= c.train_size:
+        raise ValueError(f"{flag}: give the first epoch's crop, from 8 up to the training crop ({c.train_size} px, "
+                         f"--train-size), or 0 (off)")
+    if not c.cache or not c.batch_augment or c.augment == "strong":
+        raise ValueError(f"{flag} needs the batched pipeline (the decode cache and --batch-augment, with --augment "
+                         f"other than strong): drop --no-cache / --no-batch-augment / --augment strong, or the option")
+    if spec.extra.get("fixed_input_size"):
+        raise ValueError(f"{flag}: {c.arch} takes one input size only")
 
 
 def options_hash(cfg: TrainConfig) -> str:

@@ -15,7 +15,8 @@ Two pipelines:
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -141,15 +142,37 @@ def batch_plans(train_labels: list[int], n_val: int, cfg, ctx: DistContext, num_
             BatchPlan(n_val, cfg.batch_size, ctx, seed=cfg.seed, shuffle=False, pad=False))
 
 
+def train_size_at(epoch: int, epochs: int, start: int, end: int) -> int:
+    """The training crop of `epoch` (1-based) with progressive resizing (fastai's; FFCV's resolution ramp): from
+    `start` at epoch 1 linearly to `end` by 80 % of the epochs, then `end` to the last epoch, so the weights and
+    BatchNorm statistics settle at the final size while the cosine schedule anneals. Multiples of 8."""
+    top = max(1, round(0.8 * epochs))  # the first epoch at `end`
+    if not start or start >= end or top == 1:
+        return end
+    size = start + (end - start) * min(1.0, (epoch - 1) / (top - 1))
+    return int(min(end, max(start, 8 * round(size / 8))))
+
+
+def train_sizes(cfg) -> Callable[[int], int] | None:
+    """epoch -> training crop, or None for one size all run long."""
+    if not cfg.progressive_resize:
+        return None
+    return lambda epoch: train_size_at(epoch, cfg.epochs, cfg.progressive_resize, cfg.train_size)
+
+
 def image_batches(train, val, cfg, ctx: DistContext, num_classes: int, device: torch.device | None = None):
     """(train batches, val batches) for this process."""
     (train_ds, train_labels, train_norm), (val_ds, _, val_norm) = train, val
     device = device or torch.device("cpu")
     train_plan, val_plan = batch_plans(train_labels, len(val_ds), cfg, ctx, num_classes)
+    sizes = train_sizes(cfg)
+    if sizes is not None and not isinstance(train_ds, CachedImages):
+        raise ValueError(f"--progressive-resize {cfg.progressive_resize} needs the batched pipeline, and --augment "
+                         f"{cfg.augment} runs per sample: choose --augment standard (or light), or drop the option")
     if isinstance(train_ds, CachedImages) or isinstance(val_ds, CachedImages):
         host = resolve_workers(cfg.workers) if device.type == "cuda" else 1  # threads reading ahead for a GPU
-        return tuple(CachedBatches(ds, plan, cfg.seed, device, workers=host) if isinstance(ds, CachedImages) else
-                     ImageBatches(ds, plan, cfg.seed, 0, norm=norm, device=device)
+        return tuple(CachedBatches(ds, plan, cfg.seed, device, workers=host, sizes=sizes if ds is train_ds else None)
+                     if isinstance(ds, CachedImages) else ImageBatches(ds, plan, cfg.seed, 0, norm=norm, device=device)
                      for ds, plan, norm in ((train_ds, train_plan, train_norm), (val_ds, val_plan, val_norm)))
     # a cached sample costs well under 1 ms: on a CPU, worker processes would only compete with the model for
     # cores; a GPU is fed by workers while it computes
@@ -174,11 +197,13 @@ class CachedImages:
     def __len__(self):
         return len(self.index)
 
-    def read(self, pos: np.ndarray, seed: int, epoch: int, device: torch.device, train: bool = True):
+    def read(self, pos: np.ndarray, seed: int, epoch: int, device: torch.device, train: bool = True,
+             recipe: A.Recipe | None = None):
         """The host half of a batch: (mode, uint8 tensor, draws, hw). mode "gather": [B, H, W, C] images
         to crop by index on the device; "roi": a [B, H, W, C] canvas for roi_align; "crops": [B, C, s, s]
-        crops already cut per sample (CPU, variable shapes, or exact resampling)."""
-        r, rows, hw = self.recipe, self.index[pos], self.hw[pos]
+        crops already cut per sample (CPU, variable shapes, or exact resampling). `recipe`: this epoch's, where
+        the crop size changes (progressive resizing)."""
+        r, rows, hw = recipe or self.recipe, self.index[pos], self.hw[pos]
         d = A.draw(r, hw, seed, epoch, pos, train)
         pure = A.is_pure_crop(r, d, hw)
         pin = device.type == "cuda"  # written straight into pinned memory: one copy, then DMA
@@ -238,11 +263,13 @@ class CachedBatches:
     sharding and (epoch, step) positioning as ImageBatches, and every draw a pure function of (seed, epoch,
     sample). The host half (memmap read, draws) runs one batch ahead in a thread where it overlaps (`prefetch`:
     on by default on a GPU); on a GPU the uint8 batch goes from pinned memory on a side stream, so the next
-    batch's copy overlaps this one's step."""
+    batch's copy overlaps this one's step. `sizes`: epoch -> crop size (progressive resizing)."""
 
     def __init__(self, images: CachedImages, plan: BatchPlan, seed: int, device: torch.device | None = None,
-                 prefetch: bool | None = None, indexed: bool = False, workers: int | None = None):
-        self.images, self.plan, self.seed = images, plan, seed
+                 prefetch: bool | None = None, indexed: bool = False, workers: int | None = None,
+                 sizes: Callable[[int], int] | None = None):
+        self.images, self.plan, self.seed, self.sizes = images, plan, seed, sizes
+        self.recipe = images.recipe
         self.device = device or torch.device("cpu")
         self.workers = workers or (resolve_workers("auto") if self.device.type == "cuda" else 1)
         self.prefetch = self.device.type == "cuda" if prefetch is None else prefetch
@@ -250,13 +277,15 @@ class CachedBatches:
 
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         self.plan.set_epoch(epoch, start_step)
+        if self.sizes is not None:
+            self.recipe = replace(self.images.recipe, size=self.sizes(epoch))
 
     def __len__(self):
         return len(self.plan)
 
     def _host(self, keys):
         pos = np.fromiter((i for _, i in keys), dtype=np.int64, count=len(keys))
-        mode, x, d, hw = self.images.read(pos, self.seed, keys[0][0], self.device, self.train)
+        mode, x, d, hw = self.images.read(pos, self.seed, keys[0][0], self.device, self.train, self.recipe)
         y = self.images.labels[torch.from_numpy(pos)]
         if self.device.type == "cuda":
             y = y.pin_memory()
@@ -288,7 +317,7 @@ class CachedBatches:
             current.wait_event(ready)
             x.record_stream(current)
             y.record_stream(current)
-        out = finish(mode, x, d, hw, self.images.recipe)
+        out = finish(mode, x, d, hw, self.recipe)
         return (out, y, torch.from_numpy(pos)) if self.indexed else (out, y)
 
 

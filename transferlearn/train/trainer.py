@@ -214,8 +214,8 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in self.model.parameters())
-        sizes = f"{cfg.img_size} px" if cfg.train_size == cfg.img_size else \
-            f"train {cfg.train_size} px / eval {cfg.img_size} px"
+        crop = f"{cfg.progressive_resize}-{cfg.train_size}" if cfg.progressive_resize else str(cfg.train_size)
+        sizes = f"{cfg.img_size} px" if crop == str(cfg.img_size) else f"train {crop} px / eval {cfg.img_size} px"
         pipeline = ("frozen features cached" if cfg.feature_cache else "decoded once" if cfg.cache
                     else f"decoded every epoch, {resolve_workers(cfg.workers)} workers")
         procs = ""
@@ -265,7 +265,8 @@ class Trainer:
                 lr = state.optimizer.param_groups[-1]["lr"]  # the head's (--layer-decay lowers the others)
                 self.train_batches.set_epoch(epoch, state.progress["step"])
                 t0, spent = time.perf_counter(), state.progress["seconds"]
-                row = {"epoch": epoch, "lr": lr, **train_one_epoch(
+                crop = {"train_size": self.train_batches.recipe.size} if cfg.progressive_resize else {}
+                row = {"epoch": epoch, "lr": lr, **crop, **train_one_epoch(
                     state, self.train_batches, self.train_criterion, self.device, self.amp, forward=self.forward,
                     ctx=ctx, seed=cfg.seed, desc=f"epoch {epoch}/{cfg.epochs} train", quiet=cfg.quiet or not ctx.is_main,
                     after_step=self._after_step, stop_requested=lambda: self._stop is not None)}
