@@ -100,6 +100,8 @@ def test_patience_stops_a_run_that_stopped_improving(dataset, tmp_path):
     assert s["stopped_early"] and s["epochs_run"] == 3 and s["epochs"] == 5 and s["best_epoch"] == 1
     with open(tmp_path / "flat" / "results.csv", encoding="utf-8-sig") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    report = (tmp_path / "flat" / "report.html").read_text(encoding="utf-8")
+    assert "at epoch 1 of 5 (stopped after 3)" in report
     again = train(resume=str(tmp_path / "flat"))  # a converged run is complete: resuming trains nothing more
     assert again["epochs_run"] == 3
 

@@ -211,6 +211,7 @@ def _setup_section(run_dir: Path) -> tuple[list[str], dict | None]:
     if summary:
         out.append(f'<div class="grid"><div class="card">best val accuracy<div class="big">'
                    f'{_pct(s.get("best_val_acc"))}</div>at epoch {_e(s.get("best_epoch"))} of {_e(s.get("epochs"))}'
+                   + (f' (stopped after {_e(s.get("epochs_run"))})' if s.get("stopped_early") else "") +
                    f'</div><div class="card">final train / val accuracy<div class="big">{_pct(s.get("final_train_acc"))}'
                    f' / {_pct(s.get("final_val_acc"))}</div></div></div>')
     return out, summary
