@@ -69,3 +69,17 @@ def test_amp_auto_uses_bf16_on_a_cpu_only_with_amx(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert resolve_amp("auto", cpu) == "off"
     assert resolve_amp("bf16", cpu) == "bf16" and resolve_amp("off", cpu) == "off"  # stated: as given
+
+
+def test_compile_keeps_inductor_caches_in_the_cache_folder(tmp_path, monkeypatch):
+    # torch.compile's kernels outlive a reboot there (Inductor's own default is under /tmp); a folder the user
+    # set in $TORCHINDUCTOR_CACHE_DIR wins. Nothing is compiled until the module is called.
+    import os
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+    from transferlearn.train.loop import compile_module
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # as torch leaves it once it has looked
+    compile_module(torch.nn.Linear(2, 2), str(tmp_path))
+    assert cache_dir() == str(tmp_path / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    compile_module(torch.nn.Linear(2, 2), str(tmp_path))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

@@ -46,6 +46,23 @@ def cpu_has_amx() -> bool:
         return False
 
 
+def compile_module(module: nn.Module, cache_dir: str | None = None) -> nn.Module:
+    """torch.compile, with Inductor's caches kept in transferlearn's cache folder (--cache-dir, else
+    $TRANSFERLEARN_CACHE or ~/.cache/transferlearn; $TORCHINDUCTOR_CACHE_DIR wins when set): Inductor's own
+    default is a folder under /tmp, which a reboot empties, and a warm cache is what lets a second run of the same
+    model and sizes load its kernels instead of compiling them again."""
+    import os
+    from pathlib import Path
+
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from ..data.cache import default_cache_root
+    given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # torch writes its default here once it has looked
+    if given is None or os.path.abspath(given) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir or default_cache_root()) / "inductor")
+    return torch.compile(module)
+
+
 def tune_malloc() -> bool:
     """Keep freed memory in the heap instead of giving it back to the OS at once.
 

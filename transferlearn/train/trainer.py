@@ -24,7 +24,7 @@ from . import distributed
 from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, options_hash
 from .features import feature_batches
-from .loop import Interrupted, resolve_amp, train_one_epoch, tune_malloc, validate
+from .loop import Interrupted, compile_module, resolve_amp, train_one_epoch, tune_malloc, validate
 from .pipeline import image_batches, image_datasets
 from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
                      run_folder)
@@ -166,7 +166,7 @@ class Trainer:
                                                                  self.device)
             trained = self.model
         if cfg.compile:  # the uncompiled modules stay in self.model: checkpoints keep their plain names
-            trained = torch.compile(trained)
+            trained = compile_module(trained, cfg.cache_dir)
         self.eval_forward = trained
         self.forward = self._wrap_ddp(trained)
         warm = self.state.warmup["seconds"] if self.state.warmup and not self.resumed else 0.0
