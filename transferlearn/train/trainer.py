@@ -127,7 +127,8 @@ class Trainer:
 
         # model and training state
         model = create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=self.log,
-                             in_channels=cfg.in_channels, img_size=(cfg.img_size, cfg.train_size))
+                             in_channels=cfg.in_channels,
+                             img_size=(cfg.img_size, cfg.train_size, cfg.progressive_resize or cfg.train_size))
         if cfg.sync_bn and ctx.active and not backbone_frozen(cfg.mode):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if cfg.freeze_stages:
