@@ -108,3 +108,25 @@ def test_progressive_resize_trains_growing_crops_and_validates_at_img_size(datas
 def test_progressive_resize_says_where_it_does_not_apply(options, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{"progressive_resize": 96, "img_size": 224, **options}).resolved()
+
+
+def test_progressive_resize_resumes_exactly_across_a_size_change(tmp_path):
+    # stopped after epoch 1 (16 px crops), resumed for epochs 2-3 (32 px): the same tensors as never stopped
+    from conftest import make_dataset
+    from test_resume import API, assert_same_final_state
+    from transferlearn.train.callbacks import Callback, default_callbacks
+
+    class StopAfterEpoch1(Callback):
+        def on_checkpoint(self, trainer, ckpt):
+            if ckpt["epoch"] == 1:
+                raise KeyboardInterrupt
+
+    data = make_dataset(tmp_path / "data", n_train=6, n_val=2)
+    opts = dict(data=str(data), project=str(tmp_path), progressive_resize=16, **API)
+    trainer.train(name="ref", **opts)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(name="cut", callbacks=[*default_callbacks(), StopAfterEpoch1()], **opts)
+    s = trainer.train(resume=str(tmp_path / "cut"))
+    assert s["resumed"]
+    assert [r["train_size"] for r in load(tmp_path / "cut" / "last.pt")["train_state"]["history"][1:]] == [16, 32, 32]
+    assert_same_final_state(tmp_path / "ref", tmp_path / "cut")

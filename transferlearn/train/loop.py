@@ -4,7 +4,9 @@ all-reduced at the end)."""
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,10 +53,7 @@ def compile_module(module: nn.Module, cache_dir: str | None = None) -> nn.Module
     $TRANSFERLEARN_CACHE or ~/.cache/transferlearn; $TORCHINDUCTOR_CACHE_DIR wins when set): Inductor's own
     default is a folder under /tmp, which a reboot empties, and a warm cache is what lets a second run of the same
     model and sizes load its kernels instead of compiling them again."""
-    import os
-    from pathlib import Path
-
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir  # torch._inductor: only when compiling
 
     from ..data.cache import default_cache_root
     given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # torch writes its default here once it has looked
