@@ -1,0 +1,69 @@
+"""Where an all-layers training step's time goes, and what smaller crops or frozen first stages buy per step.
+
+    python bench/step_profile.py --arch efficientnet_lite0 --size 160 --profile
+    python bench/step_profile.py --arch efficientnet_lite0 --sweep 160:0 160:1 160:2 144:0 128:0
+
+Synthetic batch, channels_last, fp32 (this CPU has no AMX, so `--amp auto` trains in fp32); forward, backward
+and AdamW as `transferlearn train --mode all-layers` runs them, with `--freeze-stages K` given as SIZE:K.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from transferlearn.models import create_model
+from transferlearn.modes import set_train
+from transferlearn.train.state import create_state
+
+
+def make_step(arch: str, size: int, freeze: int, batch: int, classes: int = 5):
+    torch.manual_seed(0)
+    m = create_model(arch, classes, weights="none").to(memory_format=torch.channels_last)
+    st = create_state(m, "all-layers", "adamw", 3e-4, 0.9, 1e-4, "none", 1, 1, 0.1, freeze_stages=freeze)
+    set_train(m, "all-layers", freeze)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,))
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        st.optimizer.zero_grad()
+        loss.backward()
+        st.optimizer.step()
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="efficientnet_lite0")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--profile", action="store_true", help="torch.profiler table of two steps at --size")
+    ap.add_argument("--sweep", nargs="*", default=[], metavar="SIZE:FREEZE")
+    a = ap.parse_args()
+    print(f"CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads, batch {a.batch}")
+    for spec in a.sweep:
+        size, freeze = (int(v) for v in spec.split(":"))
+        step = make_step(a.arch, size, freeze, a.batch)
+        for _ in range(2):
+            step()
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        print(f"{size} px, --freeze-stages {freeze}: {a.steps * a.batch / (time.perf_counter() - t0):.1f} img/s",
+              flush=True)
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+        step = make_step(a.arch, a.size, 0, a.batch)
+        for _ in range(2):
+            step()
+        with profile(activities=[ProfilerActivity.CPU]) as p:
+            for _ in range(2):
+                step()
+        print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
