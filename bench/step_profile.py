@@ -9,29 +9,10 @@ and AdamW as `transferlearn train --mode all-layers` runs them, with `--freeze-s
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from transferlearn.models import create_model
-from transferlearn.modes import set_train
-from transferlearn.train.state import create_state
-
-
-def make_step(arch: str, size: int, freeze: int, batch: int, classes: int = 5):
-    torch.manual_seed(0)
-    m = create_model(arch, classes, weights="none").to(memory_format=torch.channels_last)
-    st = create_state(m, "all-layers", "adamw", 3e-4, 0.9, 1e-4, "none", 1, 1, 0.1, freeze_stages=freeze)
-    set_train(m, "all-layers", freeze)
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, classes, (batch,))
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(m(x), y)
-        st.optimizer.zero_grad()
-        loss.backward()
-        st.optimizer.step()
-    return step
+from step_sweep import make_step, train_step  # bench/ is on sys.path when this file runs as a script
 
 
 def main() -> None:
@@ -46,17 +27,12 @@ def main() -> None:
     print(f"CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads, batch {a.batch}")
     for spec in a.sweep:
         size, freeze = (int(v) for v in spec.split(":"))
-        step = make_step(a.arch, size, freeze, a.batch)
-        for _ in range(2):
-            step()
-        t0 = time.perf_counter()
-        for _ in range(a.steps):
-            step()
-        print(f"{size} px, --freeze-stages {freeze}: {a.steps * a.batch / (time.perf_counter() - t0):.1f} img/s",
-              flush=True)
+        ips, _ = train_step(a.arch, size, a.batch, amp="off", steps=a.steps, warmup=2, classes=5,
+                            freeze_stages=freeze)
+        print(f"{size} px, --freeze-stages {freeze}: {ips:.1f} img/s", flush=True)
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
-        step = make_step(a.arch, a.size, 0, a.batch)
+        step = make_step(a.arch, a.size, a.batch, amp="off", classes=5)[0]
         for _ in range(2):
             step()
         with profile(activities=[ProfilerActivity.CPU]) as p:

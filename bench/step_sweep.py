@@ -18,25 +18,37 @@ from transferlearn.models import create_model
 from transferlearn.modes import set_train
 
 
-def train_step(arch: str, size: int, batch: int = 32, channels_last: bool = True, amp: str = "bf16",
-               steps: int = 5, keep_model: bool = False, warmup: int = 1, in_channels: int = 3, classes: int = 2):
-    """(img/s, page faults per step) of all-layers training steps after `warmup` steps;
-    with keep_model, also (model, input) for an inference measurement."""
+def make_step(arch: str, size: int, batch: int = 32, channels_last: bool = True, amp: str = "bf16",
+              in_channels: int = 3, classes: int = 2, freeze_stages: int = 0):
+    """(step, model, input): one all-layers training step (forward, backward, AdamW) on a synthetic batch, with
+    the backbone's first `freeze_stages` stages frozen as `--freeze-stages` freezes them."""
     device = torch.device("cpu")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     m = create_model(arch, classes, weights="none", in_channels=in_channels).to(memory_format=fmt)
-    st = create_state(m, "all-layers", "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1)
-    set_train(m, "all-layers")
+    st = create_state(m, "all-layers", "adamw", 1e-4, 0.9, 0.0, "none", 1, 1, 0.1, freeze_stages=freeze_stages)
+    set_train(m, "all-layers", freeze_stages)
     x = torch.randn(batch, in_channels, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, classes, (batch,))
-    for i in range(warmup + steps):
-        if i == warmup:
-            t0, f0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def step():
         with autocast(device, amp):
             loss = torch.nn.functional.cross_entropy(m(x).float(), y)
         st.optimizer.zero_grad()
         loss.backward()
         st.optimizer.step()
+    return step, m, x
+
+
+def train_step(arch: str, size: int, batch: int = 32, channels_last: bool = True, amp: str = "bf16",
+               steps: int = 5, keep_model: bool = False, warmup: int = 1, in_channels: int = 3, classes: int = 2,
+               freeze_stages: int = 0):
+    """(img/s, page faults per step) of all-layers training steps after `warmup` steps;
+    with keep_model, also (model, input) for an inference measurement."""
+    step, m, x = make_step(arch, size, batch, channels_last, amp, in_channels, classes, freeze_stages)
+    for i in range(warmup + steps):
+        if i == warmup:
+            t0, f0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        step()
     ips = batch * steps / (time.perf_counter() - t0)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / steps
     return (ips, faults, m, x) if keep_model else (ips, faults)
