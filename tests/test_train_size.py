@@ -96,7 +96,12 @@ def test_progressive_resize_trains_growing_crops_and_validates_at_img_size(datas
     assert [r["train_size"] for r in ck["train_state"]["history"]] == [24, 48, 48]
     assert ck["preprocess"]["train_size"] == 48  # inference never sees the schedule
     with open(s["run_dir"] + "/results.csv", encoding="utf-8-sig") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        assert [r["train_size"] for r in csv.DictReader(f)] == ["24", "48", "48"]  # the curves' crop, per epoch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ev = EventAccumulator(s["run_dir"]).Reload()
+    assert [e.value for e in ev.Scalars("train_size")] == [24, 48, 48]
+    html = (Path(s["run_dir"]) / "report.html").read_text(encoding="utf-8")
+    assert "train crop px" in html
 
 
 @pytest.mark.parametrize("options, message", [

@@ -228,9 +228,12 @@ def _training_section(run_dir: Path, summary: dict | None) -> list[str]:
             out.append('<div class="reading"><ul>' + "".join(f"<li>{_e(r)}</li>" for r in reading) + "</ul></div>")
     if rows:
         shown = rows if len(rows) <= 12 else rows[:3] + rows[-9:]
+        crop = "train_size" in rows[0]  # --progressive-resize: the training crop changes by epoch
         out.append(_table([[r["epoch"], _num(r.get("train_loss")), _num(r.get("train_acc")), _num(r.get("val_loss")),
-                            _num(r.get("val_acc")), _num(r.get("lr"), 6), _num(r.get("seconds"), 1)] for r in shown],
-                          ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"]))
+                            _num(r.get("val_acc")), _num(r.get("lr"), 6), _num(r.get("seconds"), 1)]
+                           + ([r.get("train_size", "")] if crop else []) for r in shown],
+                          ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"]
+                          + (["train crop px"] if crop else [])))
     return out
 
 

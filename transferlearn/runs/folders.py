@@ -78,7 +78,7 @@ class TensorBoardLogger:
         if self.writer is None:
             return
         for key, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc", "accuracy/train"),
-                         ("val_acc", "accuracy/val"), ("lr", "lr")):
+                         ("val_acc", "accuracy/val"), ("lr", "lr"), ("train_size", "train_size")):
             if row.get(key) is not None:
                 self.writer.add_scalar(tag, row[key], step)
         self.writer.flush()

@@ -54,7 +54,10 @@ class CSVLogger(Callback):
     def on_epoch_end(self, trainer, row):
         path = trainer.run_dir / "results.csv"
         tmp = path.with_name(".results.csv.tmp")
-        write_csv(tmp, trainer.state.history, RESULT_COLUMNS)
+        history = trainer.state.history
+        # --progressive-resize: each epoch's training crop, since the curves cannot be read without it
+        crop = ["train_size"] if any("train_size" in r for r in history) else []
+        write_csv(tmp, history, RESULT_COLUMNS + crop)
         tmp.replace(path)
 
 
