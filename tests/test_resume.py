@@ -144,9 +144,12 @@ def test_corrupt_last_pt_falls_back_to_previous(data, reference, tmp_path):
                                         "--checkpoint-steps", "1", *OPTS), run, 0.5)
     if not (run / "last.prev.pt").exists():
         pytest.skip("killed before a second checkpoint")  # pragma: no cover
-    # killed between the two renames of a save, last.pt may be missing: tear the previous file's bytes instead
-    data_ = (run / ("last.pt" if (run / "last.pt").exists() else "last.prev.pt")).read_bytes()
+    data_ = (run / "last.pt").read_bytes()
+    # killed between the hard link and the rename of a save, last.pt and last.prev.pt are one inode: writing
+    # last.pt in place would tear both. A torn write (a copy cut off, a non-atomic writer) is a new file.
+    (run / "last.pt").unlink()
     (run / "last.pt").write_bytes(data_[: len(data_) // 2])  # torn write, as after a power cut
+    assert torch.load(run / "last.prev.pt", weights_only=True)["format"] == ckpt_io.FORMAT
     r = subprocess.run(cli("--resume", str(run)), env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "truncated or not a PyTorch file" in r.stdout and "resuming from the previous checkpoint" in r.stdout
