@@ -61,8 +61,9 @@ def test_scratch_rejects_imagenet_weights(dataset, tmp_path):
 
 
 def test_amp_auto_uses_bf16_on_a_cpu_only_with_amx(monkeypatch):
-    # avx512_bf16 without AMX trained 1.5x slower in bf16 than in fp32 (train/loop.py): only AMX earns bf16
-    from transferlearn.train.loop import resolve_amp
+    # avx512_bf16 without AMX trained 1.5x slower in bf16 than in fp32 (train/precision.py): only AMX earns bf16
+    # (and there a training run times both: tests/test_precision.py)
+    from transferlearn.train.precision import resolve_amp
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_amp("auto", cpu) == "bf16"

@@ -3,6 +3,7 @@
 - config.py       TrainConfig, the options a resume may change, the options hash
 - trainer.py      Trainer and `train()`: setup -> fit -> finish
 - loop.py         one epoch of steps, one validation pass (the same under 1 or N processes)
+- precision.py    --amp auto's choice (on a CPU with AMX: fp32 or bf16, whichever trains this model faster)
 - state.py        TrainState: everything that changes while training, saved and restored exactly
 - callbacks.py    every file and console line a run writes (main process only)
 - distributed.py  rank, world size, barrier, all-reduce (torchrun's environment; 1 process = world size 1)

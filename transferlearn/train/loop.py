@@ -23,31 +23,6 @@ class Interrupted(Exception):
     """A stop was requested (SIGINT/SIGTERM) and every process stopped after the same optimiser step."""
 
 
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """'auto' picks bf16 on CUDA GPUs that support it (fp16 on older ones) and on CPUs with AMX, else off.
-
-    On a CPU, AVX-512's bf16 instructions alone do not make training faster: on a 2-core Xeon with avx512_bf16
-    and no AMX, bf16 autocast trained Lite0 at 25.9 img/s against fp32's 40.4 (160 px, bench/step_sweep.py), and
-    a whole 2-epoch all-layers run took 1.46x the wall time of fp32 (farm-bench). Where bf16 was 1.8x faster
-    (docs/speed.md, an earlier session's CPU, its flags not recorded) it most likely ran on AMX tiles."""
-    if amp != "auto":
-        return amp
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_amx() else "off"
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles for bf16 matrix products (Intel Sapphire Rapids and later)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        if probe is not None:
-            return bool(probe())
-        return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
-    except Exception:
-        return False
-
-
 def compile_module(module: nn.Module, cache_dir: str | None = None) -> nn.Module:
     """torch.compile, with Inductor's caches kept in transferlearn's cache folder (--cache-dir, else
     $TRANSFERLEARN_CACHE or ~/.cache/transferlearn; $TORCHINDUCTOR_CACHE_DIR wins when set): Inductor's own

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..runs import checkpoint as ckpt_io
+from ..data.cache import default_cache_root
 from ..data import balance_report, balance_setup, find_splits, preprocess_config, resolve_workers
 from ..models import create_model, get_spec
 from ..models.device import model_to, pick_device
@@ -24,8 +25,9 @@ from . import distributed
 from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, options_hash
 from .features import feature_batches
-from .loop import Interrupted, compile_module, resolve_amp, train_one_epoch, tune_malloc, validate
+from .loop import Interrupted, compile_module, train_one_epoch, tune_malloc, validate
 from .pipeline import image_batches, image_datasets
+from .precision import choose_amp, resolve_amp
 from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
                      run_folder)
 from .state import create_state, rng_state, set_rng_state
@@ -103,7 +105,6 @@ class Trainer:
         threads = distributed.threads_per_process(ctx)
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
-        self.amp = resolve_amp(cfg.amp, self.device)
         if self.device.type == "cpu":
             tune_malloc()  # fewer page faults per step; no effect on results
         seed_everything(cfg.seed)  # same initial weights on every process
@@ -137,6 +138,14 @@ class Trainer:
                 raise ValueError(f"--freeze-stages {cfg.freeze_stages}: {cfg.arch}'s backbone has {n} stages; freeze "
                                  f"at most {n - 1}, or use --mode last-layer to freeze all of it")
         self.model = model_to(model, self.device)
+        t0 = time.perf_counter()  # set-up cost from here: measuring the precision, decoding, features
+        if self.resumed and cfg.amp == "auto":  # the precision it was trained in (older checkpoints: the old rule)
+            self.amp = self._ckpt.get("amp") or resolve_amp(cfg.amp, self.device)
+        else:  # measured (where it must be) by the main process, and the same on every process
+            shape = (cfg.batch_size, cfg.in_channels, cfg.train_size, cfg.train_size)
+            self.amp = ctx.broadcast(choose_amp(cfg.amp, self.device, self.model, cfg.arch, shape, cfg.mode,
+                                                cfg.freeze_stages, cfg.cache_dir or default_cache_root(),
+                                                log=self.log) if ctx.is_main else None)
         self.state = create_state(self.model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                                   cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma, self.amp, self.device.type,
                                   cfg.freeze_stages, cfg.layer_decay)
@@ -148,7 +157,6 @@ class Trainer:
             weight=loss_weight.to(self.device), label_smoothing=cfg.label_smoothing))
 
         # datasets -> batches (a frozen backbone's features are computed here, once)
-        t0 = time.perf_counter()
         train, val = image_datasets(splits, self.pre, cfg, ctx, log=self.log)
         if cfg.feature_cache:
             self.train_batches, self.val_batches = feature_batches(self.model.backbone, train, val, cfg, ctx,
@@ -243,7 +251,7 @@ class Trainer:
         return {"format": ckpt_io.FORMAT, "arch": cfg.arch, "num_classes": len(self.classes), "classes": self.classes,
                 "variant": getattr(self.model, "variant", None),  # MindSpore padding/eps (mindspore/resnet.py)
                 "preprocess": self.pre.to_dict(), "mode": cfg.mode, "weights": cfg.weights, "args": asdict(cfg),
-                "train_counts": self.counts, "augment": cfg.augment, "versions": ckpt_io.versions()}
+                "train_counts": self.counts, "augment": cfg.augment, "amp": self.amp, "versions": ckpt_io.versions()}
 
     # ------------------------------------------------------------------ fit
 
