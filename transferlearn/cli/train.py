@@ -98,8 +98,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                         "fine-tuning epoch and every one is below the warm-up's probe (best.pt is then the probe). "
                         f"Default {DEFAULTS['all-layers'].warmup_patience}; 0: train every epoch")
     g.add_argument("--amp", choices=["off", "bf16", "fp16", "auto"],
-                   help="mixed precision. auto: bf16 autocast on CPUs with AMX and on CUDA GPUs that support it, "
-                        "fp16 on older GPUs, off elsewhere (AVX-512's bf16 without AMX trained 1.5x slower than fp32)")
+                   help="mixed precision. auto: bf16 autocast on CUDA GPUs that support it, fp16 on older GPUs; on a "
+                        "CPU with AMX, bf16 or off, whichever trains this model faster (timed once, remembered); off on "
+                        "other CPUs (AVX-512's bf16 without AMX trained 1.5x slower than fp32)")
     g = p.add_argument_group("speed")
     g.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
                    help="last-layer: run the frozen backbone once and train the head on cached features "
