@@ -137,6 +137,69 @@ def test_public_api():
     assert transferlearn.TrainConfig().batch_size > 0 and callable(transferlearn.create_model)
 
 
+# A public name that is also a submodule of its package: `from pkg import name` would give the function or the
+# module depending on import order. The two kept on purpose are bound eagerly and tested above: the package
+# transferlearn.train calls train() when called, and mindspore/__init__ imports convert() over convert.py.
+NAME_IS_SUBMODULE_ON_PURPOSE = {("transferlearn", "train"), ("transferlearn.models.mindspore", "convert")}
+
+FACE_NAMES_IN_A_FRESH_PROCESS = r"""
+import importlib, json, pkgutil, sys
+import transferlearn
+wrong = []
+for info in pkgutil.walk_packages(transferlearn.__path__, "transferlearn."):
+    if not info.ispkg or info.name.startswith("transferlearn.cli"):
+        continue
+    pkg = importlib.import_module(info.name)
+    subs = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
+    for name in getattr(pkg, "__all__", []):
+        if name in subs:
+            wrong.append([info.name, name])
+print(json.dumps(wrong))
+"""
+
+
+def test_no_package_hands_out_a_name_of_its_own_submodules():
+    """`transferlearn data check` once crashed: the datatools face gave the function `check` where the CLI
+    imported the module check.py. Every package's public names are checked against its submodules."""
+    r = subprocess.run([sys.executable, "-c", FACE_NAMES_IN_A_FRESH_PROCESS], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    wrong = {tuple(w) for w in json.loads(r.stdout.strip().splitlines()[-1])}
+    assert wrong <= NAME_IS_SUBMODULE_ON_PURPOSE, f"public names that are also submodules: {sorted(wrong)}"
+    import transferlearn
+    assert {n for p, n in NAME_IS_SUBMODULE_ON_PURPOSE if p == "transferlearn"} <= set(transferlearn.__all__)
+
+
+def test_a_face_refuses_a_name_of_its_own_submodules(tmp_path, monkeypatch):
+    pkg = tmp_path / "facepkg"
+    pkg.mkdir()
+    (pkg / "tool.py").write_text("def tool():\n    return 1\n\ndef helper():\n    return 2\n")
+    (pkg / "__init__.py").write_text("from transferlearn.lazy import face\n"
+                                     "__getattr__, __dir__, __all__ = face(__name__, {'tool': ('tool', 'helper')})\n")
+    (tmp_path / "okpkg").mkdir()
+    (tmp_path / "okpkg" / "tool.py").write_text("def helper():\n    return 2\n")
+    (tmp_path / "okpkg" / "__init__.py").write_text("from transferlearn.lazy import face\n"
+                                                   "__getattr__, __dir__, __all__ = face(__name__, {'tool': ('helper',)})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError, match="facepkg: the face names tool, which is a submodule"):
+        importlib.import_module("facepkg")
+    ok = importlib.import_module("okpkg")
+    assert ok.helper() == 2 and ok.__all__ == ["helper"]
+    for name in ("facepkg", "okpkg", "okpkg.tool"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("package, module", [("transferlearn.datatools", "check"), ("transferlearn.datatools", "get"),
+                                             ("transferlearn.inference", "export"),
+                                             ("transferlearn.evaluation", "evaluate"),
+                                             ("transferlearn.train", "compare")])
+def test_from_a_package_import_a_submodule_gives_the_module(package, module):
+    r = subprocess.run([sys.executable, "-c", f"from {package} import {module} as m; import types; "
+                                              f"assert isinstance(m, types.ModuleType), m; print(m.__name__)"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"{package}.{module}", r.stderr
+
+
 def test_builtin_arch_names_are_the_zoos():
     from transferlearn.models import BUILTIN_ARCHS, list_archs
     assert sorted(BUILTIN_ARCHS) == list_archs()

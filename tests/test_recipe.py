@@ -6,7 +6,8 @@ import torch
 
 from transferlearn import models
 from transferlearn.checkpoint import load
-from transferlearn.train import Callback, TrainConfig, compare, train
+from transferlearn.train import Callback, TrainConfig, train
+from transferlearn.train.compare import compare
 from transferlearn.train.stopping import converged, stalled_below_probe, stop_reason
 
 from conftest import FAST

@@ -16,7 +16,7 @@ from . import moved as _moved  # noqa: E402  (old import paths such as transferl
 _moved.install()
 
 # name -> the module it comes from, imported on first use so `import transferlearn` stays cheap (no torch)
-_API = {"train": "transferlearn.train", "compare": "transferlearn.train", "TrainConfig": "transferlearn.train",
+_API = {"train": "transferlearn.train", "compare": "transferlearn.train.compare", "TrainConfig": "transferlearn.train",
         "load_model": "transferlearn.models", "Classifier": "transferlearn.inference.predict",
         "create_model": "transferlearn.models", "list_archs": "transferlearn.models"}
 

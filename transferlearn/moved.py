@@ -36,7 +36,7 @@ MOVED = {
 
 # old module -> the modules its names now come from, looked up in this order
 GATHERED = {
-    "transferlearn.trainer": ("transferlearn.train", "transferlearn.train.trainer"),
+    "transferlearn.trainer": ("transferlearn.train.trainer", "transferlearn.train.compare", "transferlearn.train"),
     "transferlearn.engine": ("transferlearn.train.loop", "transferlearn.train.state", "transferlearn.train.precision"),
     "transferlearn.checkpoint": ("transferlearn.runs.checkpoint", "transferlearn.models.factory"),
     "transferlearn.datacheck": ("transferlearn.datatools.check", "transferlearn.datatools.quarantine"),

@@ -195,7 +195,7 @@ def _train(args) -> int:
 
 
 def _compare(args) -> int:
-    from transferlearn.train import compare
+    from transferlearn.train.compare import compare
     return _run(args, compare, modes=args.modes, inits=args.inits)
 
 

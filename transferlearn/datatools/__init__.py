@@ -11,11 +11,10 @@
 from ..lazy import face
 
 __getattr__, __dir__, __all__ = face(__name__, {
-    "check": ("check", "format_report"),
+    "check": ("format_report",),  # the function: datatools.check.check
     "quarantine": ("fix", "undo"),
     "split": ("split_folder", "format_counts"),
     "sources": ("DATASETS", "list_datasets", "dataset_spec"),
-    "get": ("get",),
     "stats": ("dataset_stats",),
     "demo": ("run_demo",),
 })

@@ -53,7 +53,8 @@ def make_demo_folder(n_train: int = 2000, n_val: int = 500, seed: int = 0, out: 
 
 def run_demo(epochs: int = 5, n_train: int = 2000, n_val: int = 500, img_size: int = 64,
              arch: str = "efficientnet_lite0", project: str = "runs", quiet: bool = False) -> dict:
-    from ..train import TrainConfig, compare
+    from ..train import TrainConfig
+    from ..train.compare import compare
 
     data = make_demo_folder(n_train, n_val)
     print(f"demo data: Fashion-MNIST subset, {n_train} train / {n_val} val images in {data}", flush=True)

@@ -7,7 +7,7 @@
 from ..lazy import face
 
 __getattr__, __dir__, __all__ = face(__name__, {
-    "evaluate": ("evaluate", "predict_folder", "Predictions", "embed_2d"),
+    "evaluate": ("predict_folder", "Predictions", "embed_2d"),
     "metrics": ("compute_metrics", "curves", "confused_pairs", "mistakes"),
     "visualize": ("visualize_batch", "visualize_predictions"),
 })

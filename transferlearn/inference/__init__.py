@@ -9,7 +9,6 @@ from ..lazy import face
 
 __getattr__, __dir__, __all__ = face(__name__, {
     "predict": ("Classifier", "Prediction", "collect_paths"),
-    "export": ("export",),
     "explain": ("Explainer",),
     "serve": ("create_app",),
 })

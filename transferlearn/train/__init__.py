@@ -21,7 +21,7 @@ from ..lazy import face
 # lazy, so that `transferlearn train --help` reads TrainConfig's defaults (config.py) without torch
 __getattr__, __dir__, __all__ = face(__name__, {
     "callbacks": ("Callback",),
-    "compare": ("compare", "format_comparison"),
+    "compare": ("format_comparison",),  # the function: train.compare.compare
     "config": ("TrainConfig",),
     "trainer": ("Trainer", "TrainingInterrupted", "train"),
 })
