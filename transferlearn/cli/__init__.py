@@ -24,6 +24,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# options that name something on disk (a subcommand lists its own in set_defaults(must_exist=(...))): checked before
+# the command imports torch, so a mistyped path fails in a fraction of a second, by name, with what to give instead
+PATHS = {"data": ("data folder", "give the folder that holds train/<class>/ (and val/<class>/)"),
+         "checkpoint": ("checkpoint or run folder", "give a run folder such as runs/train, or its best.pt"),
+         "dir": ("folder", "give an existing dataset folder"),
+         "src": ("input", "give an existing file or folder"),
+         "from_path": ("--from file", "give the downloaded archive or folder")}
+
+
+def missing_path(args) -> str | None:
+    """The first path option of `args` that does not exist, as an error and a hint; None if all are there."""
+    from pathlib import Path
+    for dest in getattr(args, "must_exist", ()):
+        value = getattr(args, dest, None)
+        if value and not Path(value).exists():
+            noun, hint = PATHS[dest]
+            return f"error: {noun} {value} does not exist\nhint: {hint}"
+    return None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -31,6 +51,9 @@ def main(argv=None) -> int:
     args._argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
+        return 2
+    if (missing := missing_path(args)) is not None:
+        print(missing, file=sys.stderr)
         return 2
     from transferlearn.cli.extras import missing_extra
     from transferlearn.errors import TransferlearnError

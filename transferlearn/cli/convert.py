@@ -20,4 +20,4 @@ def add_parser(sub) -> None:
     p.add_argument("--style", choices=["modelzoo", "mindcv"], default=None,
                    help="names to write into a .ckpt (default: the variant's; modelzoo for plain torchvision)")
     p.add_argument("--crc", action="store_true", help="append MindSpore's CRC32 trailer to a written .ckpt")
-    p.set_defaults(func=_convert)
+    p.set_defaults(func=_convert, must_exist=("src",))

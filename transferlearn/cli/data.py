@@ -84,7 +84,7 @@ def add_parser(sub) -> None:
     c.add_argument("--workers", type=int, default=None, help="reader threads (default: 2 per CPU core, max 8)")
     c.add_argument("--verbose", action="store_true", help="list every finding, not the first 20 of each kind")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.set_defaults(func=_check)
+    c.set_defaults(func=_check, must_exist=("dir",))
 
 
     s = dsub.add_parser("split", help="split a folder of class folders into train/val/test folders",
@@ -102,7 +102,7 @@ def add_parser(sub) -> None:
     s.add_argument("--force", action="store_true",
                    help="replace an earlier `data split` in DST (only files its manifest lists are removed)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=_split)
+    s.set_defaults(func=_split, must_exist=("src",))
 
     from transferlearn.datatools.sources import DATASETS
 
@@ -120,7 +120,7 @@ def add_parser(sub) -> None:
     g.add_argument("--force", action="store_true", help="rebuild DIR/NAME if it exists")
     g.add_argument("--no-verify", action="store_true", help="accept a --from file whose checksum differs")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    g.set_defaults(func=_get)
+    g.set_defaults(func=_get, must_exist=("from_path",))
 
     from transferlearn.cli.stats import add_stats_parser
     add_stats_parser(dsub)

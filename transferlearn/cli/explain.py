@@ -53,4 +53,4 @@ def add_parser(sub) -> None:
     p.add_argument("--layer", default=None, metavar="MODULE",
                    help="target layer, e.g. backbone.layer4 (default: last conv block of the backbone)")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_explain)
+    p.set_defaults(func=_explain, must_exist=("checkpoint",))

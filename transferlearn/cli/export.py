@@ -44,4 +44,4 @@ def add_parser(sub) -> None:
                    help="images for the parity check (default: up to 8 from the checkpoint's data folder)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference allowed (default 1e-3)")
     p.add_argument("--opset", type=int, default=18)
-    p.set_defaults(func=_export)
+    p.set_defaults(func=_export, must_exist=("checkpoint",))

@@ -1,13 +1,15 @@
 """`transferlearn models [PATTERN] [--pretrained]`: what --arch accepts."""
 from __future__ import annotations
 
+import sys
+
 
 def _models(args) -> int:
     from transferlearn.models import catalogue
     rows = catalogue(args.pattern, pretrained=args.pretrained)
     if not rows:
-        print(f"no architecture matches {args.pattern!r}; try a shorter pattern, or timm:{args.pattern or ''}* "
-              f"for timm's names")
+        print(f"error: no architecture matches {args.pattern!r}; try a shorter pattern, or "
+              f"timm:{args.pattern or ''}* for timm's names", file=sys.stderr)
         return 1
     w = max(len(r["name"]) for r in rows)
     print(f"{'--arch':<{w}}  {'library':<13} {'params':>8}  {'size':>4}  {'offline':<7}  ImageNet weights")

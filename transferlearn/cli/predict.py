@@ -26,6 +26,10 @@ def _predict(args) -> int:
     preds = list(clf.iter_predict(paths, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
                                   progress=not args.quiet, on_skip=on_skip))
     seconds = time.perf_counter() - t0
+    if not preds:
+        print(f"error: none of the {len(paths)} file(s) given could be read as an image (each is named above)",
+              file=sys.stderr)
+        return 1
     rate = len(preds) / seconds if seconds > 0 else float("nan")
 
     to_stdout = args.json == "-"  # machine-readable output only
@@ -77,4 +81,4 @@ def add_parser(sub) -> None:
                    help="compute threads for the model (default: all cores); 1 is often faster on a busy machine")
     p.add_argument("--max-rows", type=int, default=50, help="rows of the terminal table (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar; no table when --csv/--json is given")
-    p.set_defaults(func=_predict)
+    p.set_defaults(func=_predict, must_exist=("checkpoint",))

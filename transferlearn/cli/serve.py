@@ -22,4 +22,4 @@ def add_parser(sub) -> None:
                    help="largest image accepted, in megapixels (default 40)")
     p.add_argument("--cam-method", choices=["gradcam", "gradcam++", "scorecam", "eigencam"], default="gradcam")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, must_exist=("checkpoint",))

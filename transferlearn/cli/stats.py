@@ -18,4 +18,4 @@ def add_stats_parser(dsub) -> None:
                                     "class_counts.png, image_sizes.png and stats.json.")
     p.add_argument("dir", metavar="DIR", help="dataset root (train/ val/ test/) or a folder of class folders")
     p.add_argument("--out", default=None, help="output folder (default runs/stats/<name of DIR>)")
-    p.set_defaults(func=_stats)
+    p.set_defaults(func=_stats, must_exist=("dir",))

@@ -207,7 +207,7 @@ def add_parser(sub) -> None:
     p.add_argument("--mode", choices=MODES)
     p.add_argument("--output", help="also copy the best checkpoint to exactly this path")
     add_training_args(p)
-    p.set_defaults(**{**config_defaults(), "func": _train, "_parser": p})
+    p.set_defaults(**{**config_defaults(), "func": _train, "_parser": p, "must_exist": ("data",)})
 
     p = sub.add_parser("compare", help="train all three modes and compare them",
                        description="Train last-layer, all-layers and scratch with the same data, epochs and seed; "
@@ -216,4 +216,4 @@ def add_parser(sub) -> None:
     p.add_argument("--inits", nargs="+", choices=list(INITS), default=None,
                    help="also compare weight inits: each mode once per init (runs named MODE-INIT)")
     add_training_args(p)
-    p.set_defaults(**{**config_defaults(), "func": _compare, "_parser": p})
+    p.set_defaults(**{**config_defaults(), "func": _compare, "_parser": p, "must_exist": ("data",)})

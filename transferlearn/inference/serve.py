@@ -60,7 +60,8 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
         header["value"] += data[start:end]
 
     def on_header_end():
-        cur["headers"][header["field"].decode("latin-1").lower()] = header["value"].decode("utf-8", "replace")
+        # raw bytes: browsers send a file name such as 苹果.jpg as UTF-8, which a str header would not survive
+        cur["headers"][header["field"].decode("latin-1").lower()] = bytes(header["value"])
         header["field"], header["value"] = b"", b""
 
     def on_part_data(data, start, end):
@@ -79,7 +80,7 @@ def _multipart_file(body: bytes, content_type: str) -> bytes:
         raise UploadError(400, f"malformed multipart body: {e}") from e
     files = []
     for p in parts:
-        _, disp = parse_options_header(p["headers"].get("content-disposition", ""))
+        _, disp = parse_options_header(p["headers"].get("content-disposition", b""))
         name = disp.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in disp or name in ("file", "image"):
             files.append((name != "file", bytes(p["data"])))
