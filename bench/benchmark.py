@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import resultfile  # bench/ is on sys.path when this file runs as a script
+
 REF_MODE = {"last-layer": "fixed", "all-layers": "finetune", "scratch": "scratch"}
 
 
@@ -49,7 +51,7 @@ def model_step_throughput(arch: str, size: int = 224, steps: int = 20) -> float:
     return train_step(arch, size, amp=resolve_amp("auto", torch.device("cpu")), steps=steps)[0]
 
 
-def format_table(raw: dict, arch: str, data: str, epochs: int) -> str:
+def format_table(raw: dict, arch: str, data: str, epochs: int, threads: int | None = None) -> str:
     """The markdown table from the raw numbers. img/s counts what the tutorial counts: train and val
     images through the model per epoch, times epochs, over the loop seconds."""
     rows = []
@@ -66,7 +68,7 @@ def format_table(raw: dict, arch: str, data: str, epochs: int) -> str:
         rows.append(f"| {mode} | transferlearn ({how}, {ours['amp']}) | {ours['best_val_acc']:.4f} | "
                     f"{ours['wall_seconds']:.1f} | {ours['process_seconds']:.1f} | "
                     f"{seen / ours['wall_seconds']:.1f} | {speed} |")
-    out = [f"{arch}, {Path(data).name}, {epochs} epochs, {os.cpu_count()} CPU cores. 'loop s' is the span the "
+    out = [f"{arch}, {Path(data).name}, {epochs} epochs, {threads or os.cpu_count()} threads. 'loop s' is the span the "
            f"tutorial times (data loading, cold cache build, feature extraction, training, validation; not imports "
            f"or model construction); 'process s' is our whole command, imports included; img/s is (train + val "
            f"images) x epochs / loop s, as the tutorial counts.\n",
@@ -90,13 +92,15 @@ def main() -> None:
     ap.add_argument("--reference", default=str(Path(__file__).resolve().parents[2] / "shared" / "bench" /
                                                 "reference_tutorial.py"))
     ap.add_argument("--skip-reference", action="store_true")
-    ap.add_argument("--json", default=None, help="also write the raw numbers here")
+    ap.add_argument("--json", default=None, help="where the raw numbers go (default: "
+                    "bench/results/<cpu-kind>/benchmark_<dataset>_<arch>.json)")
     ap.add_argument("--from-json", default=None, help="print the table from a --json file of an earlier run")
     a = ap.parse_args()
     if a.from_json:
-        print(format_table(json.loads(Path(a.from_json).read_text()), a.arch, a.data, a.epochs))
+        raw = json.loads(Path(a.from_json).read_text(encoding="utf-8"))
+        print(format_table(raw, a.arch, a.data, a.epochs, raw.get("machine", {}).get("threads")))
         return
-    raw = {}
+    raw = {"machine": resultfile.machine()}
     for mode in a.modes:
         ref = None
         if not a.skip_reference:
@@ -111,9 +115,12 @@ def main() -> None:
     if "all-layers" in raw:
         size = raw["all-layers"]["ours"].get("train_size", 224)
         raw["model_only_images_per_second"] = model_step_throughput(a.arch, size=size)
-    if a.json:
-        Path(a.json).write_text(json.dumps(raw, indent=2))
-    print("\n" + format_table(raw, a.arch, a.data, a.epochs))
+    bench = "benchmark" if set(a.modes) == {"last-layer", "all-layers"} else "benchmark-" + "-".join(
+        m.replace("-", "") for m in a.modes)
+    a.json = a.json or resultfile.result_path(bench, Path(a.data).name.removesuffix("_data"),
+                                              {"efficientnet_lite0": "lite0"}.get(a.arch, a.arch), raw["machine"])
+    resultfile.write(a.json, raw)
+    print("\n" + format_table(raw, a.arch, a.data, a.epochs, raw["machine"]["threads"]) + f"\n\nraw numbers: {a.json}")
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         ort = backbone_runner(bb, "onnxruntime", cpu, "off", 3, Path(tmp))
-        print(f"export + session: {time.perf_counter() - t0:.2f} s")
+        print(f"export + InferenceSession: {time.perf_counter() - t0:.2f} s")
         for threads in a.threads:
             torch.set_num_threads(threads)
-            ort = backbone_runner(bb, "onnxruntime", cpu, "off", 3, Path(tmp))  # session with `threads` threads
+            ort = backbone_runner(bb, "onnxruntime", cpu, "off", 3, Path(tmp))  # an InferenceSession with `threads` threads
             engines = {"torch fp32": backbone_runner(bb, "torch", cpu, "off", 3, Path(tmp)),
                        "torch bf16": backbone_runner(bb, "torch", cpu, "bf16", 3, Path(tmp)), "onnxruntime": ort}
             best = {k: float("inf") for k in engines}

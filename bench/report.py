@@ -1,0 +1,129 @@
+"""docs/benchmarks.md's tables, made from bench/results/ so that the page and the numbers cannot drift.
+
+    python bench/report.py            # print the page with every table filled in from the result files
+    python bench/report.py --write    # rewrite docs/benchmarks.md with it
+
+The page's prose is kept as written; what lies between `<!-- report:NAME -->` and `<!-- /report:NAME -->` is
+replaced by block NAME below. tests/test_benchmarks_page.py fails when the committed page is not what this prints.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, when imported from a test
+
+import resultfile  # noqa: E402
+from benchmark import format_table  # noqa: E402
+from peers import TUTORIAL, TUTORIAL_EPOCHS, time_to_target_table  # noqa: E402
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(resultfile.RESULTS.parent.parent).as_posix()
+
+
+def heading(path: Path, raw: dict) -> list[str]:
+    m = raw["machine"]
+    lines = [f"**`{rel(path)}`**: {resultfile.describe(m)}.", "", f"`{m['command']}`", ""]
+    if m.get("notes"):
+        lines += [m["notes"][0].upper() + m["notes"][1:] + ".", ""]
+    return lines
+
+
+def runs_table(results: list[dict]) -> list[str]:
+    """Every run in a peers file: its loop time against the tutorial's 25 epochs (measured, or one timed epoch
+    multiplied out), and its val acc at each evaluation."""
+    tut = next((r for r in results if r["tool"] == TUTORIAL), None)
+    tut25 = tut["loop_seconds"] / tut["epochs"] * TUTORIAL_EPOCHS if tut else None
+    lines = ["| tool | options | process s | loop s | tutorial's 25 epochs' loop s / this loop s | "
+             "val acc per evaluation |", "|---|---|---|---|---|---|"]
+    for r in results:
+        loop = r["loop_seconds"]
+        ratio = "-" if r is tut or not (tut25 and loop) else f"{tut25 / loop:.1f}x" + (
+            "" if tut["epochs"] == TUTORIAL_EPOCHS else " (extrapolated)")
+        curve = " ".join(f"{a:.3f}".lstrip("0") for _, a in r["curve"])
+        lines.append(f"| {r['tool']} | {r.get('options') or '-'} | {r['process_seconds']:.1f} | "
+                     f"{'-' if loop is None else f'{loop:.1f}'} | {ratio} | {curve} |")
+    return lines
+
+
+def peers_block(dataset: str) -> str:
+    out = []
+    for path in resultfile.all_results(f"peers*_{dataset}_*.json"):
+        raw = resultfile.load(path)
+        out += heading(path, raw)
+        out += [time_to_target_table(raw["results"]), ""]
+        out += runs_table(raw["results"]) + [""]
+    return "\n".join(out)
+
+
+def benchmark_block() -> str:
+    out = []
+    for path in resultfile.all_results("benchmark*.json"):
+        raw = resultfile.load(path)
+        mode = next(m for m in raw if isinstance(raw[m], dict) and "ours" in raw[m])
+        ours = raw[mode]["ours"]
+        out += heading(path, raw)
+        out += [format_table(raw, ours["arch"], "hymenoptera_data", ours["epochs"], raw["machine"]["threads"]), ""]
+    return "\n".join(out)
+
+
+def generic_block(pattern: str) -> str:
+    """Result files that hold a finished table (columns, rows) rather than raw runs."""
+    out = []
+    for path in resultfile.all_results(pattern):
+        raw = resultfile.load(path)
+        out += [f"*{raw['title']}*", ""] + heading(path, raw)
+        out += ["| " + " | ".join(raw["columns"]) + " |", "|" + "---|" * len(raw["columns"])]
+        out += ["| " + " | ".join(str(c) for c in row) + " |" for row in raw["rows"]] + [""]
+    return "\n".join(out)
+
+
+def machines_block() -> str:
+    lines = ["| folder | CPU | capability | AMX | result files |", "|---|---|---|---|---|"]
+    seen: dict[str, list] = {}
+    for path in resultfile.all_results():
+        seen.setdefault(path.parent.name, []).append(path)
+    for kind, paths in seen.items():
+        m = resultfile.load(paths[0])["machine"]
+        cpus = sorted({resultfile.load(p)["machine"]["cpu"] for p in paths})
+        amx = {True: "yes", False: "no"}.get(m["amx"], str(m["amx"]))
+        lines.append(f"| `{kind}` | {'; '.join(cpus)} | {m['capability']} | {amx} | {len(paths)} |")
+    return "\n".join(lines)
+
+
+BLOCKS = {
+    "machines": machines_block,
+    "peers-hymenoptera": lambda: peers_block("hymenoptera"),
+    "peers-flowers": lambda: peers_block("flowers"),
+    "peers-fmnist224": lambda: peers_block("fmnist224"),
+    "benchmark": benchmark_block,
+}
+
+
+def render(page: str) -> str:
+    def fill(m: re.Match) -> str:
+        name = m["name"]
+        body = BLOCKS[name]() if name in BLOCKS else generic_block(f"{name}_*.json")
+        return f"{m.group(1)}\n{body.strip()}\n\n{m.group(4)}"
+    return BLOCK.sub(fill, page)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write", action="store_true", help=f"rewrite {PAGE.name} instead of printing it")
+    a = ap.parse_args()
+    page = render(PAGE.read_text(encoding="utf-8"))
+    if a.write:
+        PAGE.write_text(page, encoding="utf-8")
+    else:
+        sys.stdout.write(page)
+
+
+if __name__ == "__main__":
+    main()
