@@ -350,3 +350,19 @@ def test_demo(tmp_path):
 
 def test_demo_bad_input(tmp_path):
     tl("demo", "--epochs", "0", "--project", tmp_path, ok=False)
+
+
+def test_info():
+    r = tl("info")
+    for key in ("transferlearn", "torch", "capability", "AMX", "cache"):
+        assert key.lower() in r.stdout.lower(), key
+    j = json.loads(tl("info", "--json").stdout)
+    assert j and "torch" in json.dumps(j)
+
+
+def test_info_bad_input(tmp_path):
+    cache = tmp_path / "cache_is_a_file"
+    cache.write_text("x")
+    r = subprocess.run([str(SCRIPT), "info", "--no-torch"], capture_output=True, text=True,
+                       env={**env(), "TRANSFERLEARN_CACHE": str(cache)}, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "cache_is_a_file" in r.stderr, r.stderr
