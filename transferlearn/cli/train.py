@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import MISSING, fields
 
-from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE
+from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE, default_augment
 from transferlearn.models import BUILTIN_ARCHS, INITS
 from transferlearn.modes import DEFAULTS, MODES
 from transferlearn.train.config import WARMUP_HEADS, TrainConfig  # no torch: its defaults are the options' defaults
@@ -40,8 +40,10 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="training augmentation: none (eval transform), light (resize + mild random crop + flip), "
                         "standard (RandomResizedCrop + flip), strong (standard + TrivialAugmentWide + RandomErasing), "
                         "pad-crop-flip (CIFAR recipe: pad size/8, random crop, flip), pad-crop (pad size/14 and "
-                        "crop, no flip: digits). Default: standard, or pad-crop-flip at --img-size "
-                        f"{SMALL_IMAGE} or less")
+                        f"crop, no flip: digits). Default: {default_augment(SMALL_IMAGE + 1)}; at --img-size "
+                        f"{SMALL_IMAGE} or less {default_augment(SMALL_IMAGE, 1)} for --in-channels 1 (grey small "
+                        f"images are mostly digits and letters, which a mirror turns into other symbols) and "
+                        f"{default_augment(SMALL_IMAGE, 3)} for colour (docs/classic.md)")
     g.add_argument("--in-channels", type=int,
                    help="1 for grayscale data (decoded to L, cached and normalised as one channel; a pretrained "
                         "stem's RGB kernels are summed), 3 for colour (default). `data stats` says when every "

@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
                    help=f"for its normalisation mean/std ({' '.join(BUILTIN_ARCHS)}, a torchvision name or timm:NAME)")
     b.add_argument("--in-channels", type=int, default=3, help="1 to see grayscale input as a 1-channel model does")
     b.add_argument("--augment", default=None, choices=AUGMENT_PRESETS,
-                   help="augmentation preset to show (default: the checkpoint's, else standard)")
+                   help="augmentation preset to show (default: the checkpoint's, else training's default for "
+                        "--img-size and --in-channels)")
     b.add_argument("--checkpoint", default=None,
                    help="take image size, normalisation and augmentation preset from this checkpoint")
     b.add_argument("--seed", type=int, default=0)

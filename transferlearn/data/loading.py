@@ -46,7 +46,7 @@ def train_transform(pre: Preprocess | Mapping, augment: str | None = "standard")
     32) and crop back at random, plus flip; pad-crop: pad by size/14 (2 px at 28) and crop, no flip, for
     digits and text, where a mirror image is another symbol. The checkpoint records the preset ("augment")."""
     pre = Preprocess.of(pre)
-    augment = augment or default_augment(pre.img_size)
+    augment = augment or default_augment(pre.img_size, pre.channels)
     size, interp = pre.train_size, T.InterpolationMode(pre.interpolation)
     resize = int(round(size * pre.resize / pre.img_size))  # the eval resize, scaled to the training crop
     ch = _channels(pre)

@@ -24,7 +24,7 @@ def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: in
     """A grid of `n` training images after training augmentation, de-normalised, with class labels.
 
     Preprocessing (size, mean, std) and the augmentation preset come from `checkpoint` when given,
-    else from `arch`, `img_size` and `augment` (default: standard)."""
+    else from `arch`, `img_size` and `augment` (default: training's, by size and channels)."""
     from ..reporting import plots
 
     splits = find_splits(data, val_split, seed)
@@ -37,7 +37,7 @@ def visualize_batch(data: str | Path, out: str | Path, n: int = 32, img_size: in
         spec = get_spec(arch)
         pre = preprocess_config(img_size, spec.mean, spec.std, channels=in_channels, crop_pct=spec.crop_pct,
                                 interpolation=spec.interpolation)
-        augment = augment or default_augment(img_size)
+        augment = augment or default_augment(img_size, in_channels)
     ds = ImageDataset(splits.train, train_transform(pre, augment), pre.channels)
     rng = random.Random(seed)
     idx = rng.sample(range(len(ds)), min(n, len(ds)))

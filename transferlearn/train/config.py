@@ -39,7 +39,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     balance: str = "none"  # none | weighted-loss | sampler (class imbalance)
     imbalance_warn: float = 3.0  # warn when the largest class has more than this times the smallest's images
-    augment: str | None = None  # data.AUGMENT_PRESETS; None: standard, or pad-crop-flip for --img-size <= 32
+    augment: str | None = None  # data.AUGMENT_PRESETS; None: data.default_augment (by size and channels)
     val_split: float = 0.2
     workers: str | int = "auto"
     seed: int = 0
@@ -83,7 +83,7 @@ class TrainConfig:
         spec = get_spec(c.arch)
         if c.img_size is None:
             c.img_size = spec.input_size
-        c.augment = c.augment or default_augment(c.img_size)
+        c.augment = c.augment or default_augment(c.img_size, c.in_channels)
         c.epochs = d.epochs if c.epochs is None else c.epochs
         c.weights = c.weights or d.weights
         c.optimizer = c.optimizer or d.optimizer
