@@ -85,7 +85,9 @@ def generic_block(pattern: str) -> str:
         raw = resultfile.load(path)
         out += [f"*{raw['title']}*", ""] + heading(path, raw)
         out += ["| " + " | ".join(raw["columns"]) + " |", "|" + "---|" * len(raw["columns"])]
-        out += ["| " + " | ".join(str(c) for c in row) + " |" for row in raw["rows"]] + [""]
+        acc = [" acc" in f" {c}" for c in raw["columns"]]  # accuracies as the runs print them: 4 decimals
+        out += ["| " + " | ".join(f"{c:.4f}" if a and isinstance(c, float) else str(c) for a, c in zip(acc, row))
+                + " |" for row in raw["rows"]] + [""]
     return "\n".join(out)
 
 
