@@ -30,8 +30,13 @@ def rel(path: Path) -> str:
 def heading(path: Path, raw: dict) -> list[str]:
     m = raw["machine"]
     lines = [f"**`{rel(path)}`**: {resultfile.describe(m)}.", "", f"`{m['command']}`", ""]
+    own = m.get("placeholders", {})
+    if own:
+        lines += ["; ".join(f"`{k}`: {v}" for k, v in own.items()) + ".", ""]
     if m.get("notes"):
         lines += [m["notes"][0].upper() + m["notes"][1:] + ".", ""]
+    if m.get("transcribed"):
+        lines += [f"Transcribed from {m['source']}; the raw output was not kept, the command measures it again.", ""]
     return lines
 
 
@@ -80,25 +85,37 @@ def generic_block(pattern: str) -> str:
         raw = resultfile.load(path)
         out += [f"*{raw['title']}*", ""] + heading(path, raw)
         out += ["| " + " | ".join(raw["columns"]) + " |", "|" + "---|" * len(raw["columns"])]
-        out += ["| " + " | ".join(str(c) for c in row) + " |" for row in raw["rows"]] + [""]
+        acc = [" acc" in f" {c}" for c in raw["columns"]]  # accuracies as the runs print them: 4 decimals
+        out += ["| " + " | ".join(f"{c:.4f}" if a and isinstance(c, float) else str(c) for a, c in zip(acc, row))
+                + " |" for row in raw["rows"]] + [""]
     return "\n".join(out)
 
 
 def machines_block() -> str:
-    lines = ["| folder | CPU | capability | AMX | result files |", "|---|---|---|---|---|"]
-    seen: dict[str, list] = {}
+    """One row per CPU and date: a CPU whose model string was not recorded is only known by its date."""
+    lines = ["| folder | CPU | capability | AMX | date | result files |", "|---|---|---|---|---|---|"]
+    rows: dict[tuple, list] = {}
     for path in resultfile.all_results():
-        seen.setdefault(path.parent.name, []).append(path)
-    for kind, paths in seen.items():
-        m = resultfile.load(paths[0])["machine"]
-        cpus = sorted({resultfile.load(p)["machine"]["cpu"] for p in paths})
+        m = resultfile.load(path)["machine"]
+        rows.setdefault((path.parent.name, m["cpu"], m["date"]), []).append((path, m))
+    for (kind, cpu, date), files in rows.items():
+        m = files[0][1]
+        caps = sorted({f[1]["capability"] for f in files})
         amx = {True: "yes", False: "no"}.get(m["amx"], str(m["amx"]))
-        lines.append(f"| `{kind}` | {'; '.join(cpus)} | {m['capability']} | {amx} | {len(paths)} |")
+        names = ", ".join(f"`{p.stem}`" for p, _ in files)
+        lines.append(f"| `{kind}` | {cpu} | {'; '.join(caps)} | {amx} | {date} | {names} |")
+    return "\n".join(lines)
+
+
+def placeholders_block() -> str:
+    lines = ["| in a command | stands for |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in resultfile.PLACEHOLDERS.items()]
     return "\n".join(lines)
 
 
 BLOCKS = {
     "machines": machines_block,
+    "placeholders": placeholders_block,
     "peers-hymenoptera": lambda: peers_block("hymenoptera"),
     "peers-flowers": lambda: peers_block("flowers"),
     "peers-fmnist224": lambda: peers_block("fmnist224"),

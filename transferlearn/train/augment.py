@@ -12,8 +12,9 @@ images/s per core whatever the model (LeNet, a small net at 32 px, any GPU). Her
 - a crop that resamples (RandomResizedCrop, or a Resize that is not the identity) is one
   `torchvision.ops.roi_align` call (bilinear, adaptive sampling as antialiasing) where it pays: a same-shape
   batch, or any batch on a GPU. On a CPU with variable-shape photos, torchvision's uint8 antialiased kernel per
-  crop is faster than roi_align (356 vs 2,052 us per 160 px crop, one thread: docs/speed.md), so the kernel
-  runs per crop and only the draws, the flip and the normalisation are batched;
+  crop is faster than roi_align (1,008 vs 4,924 us per 160 px crop, one thread: bench/crop_kernels.py,
+  docs/benchmarks.md), so the kernel runs per crop and only the draws, the flip and the normalisation are
+  batched;
 - exact=True (validation) never uses roi_align: its pixels equal the per-sample eval pipeline's.
 The recipe is read from the torchvision pipeline of `data.train_transform` / `eval_transform`, so the presets
 stay defined once; a pipeline with anything else in it (--augment strong) is not batched (None).

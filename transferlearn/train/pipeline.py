@@ -6,7 +6,8 @@ Two pipelines:
 - batched (the default with the decode cache, `--batch-augment`): `CachedBatches` reads a batch of uint8
   images from the cache (one gather for a same-shape cache) and crops, flips and normalises the whole batch
   on the training device (train/augment.py: torchvision's random draws vectorised, keyed by (seed, epoch,
-  sample)). A LeNet epoch's input costs about 0.02 ms per 28 px image instead of 0.2 (docs/speed.md).
+  sample)). A 32 px image's input costs about a tenth of the per-sample pipeline's (bench/pipeline_split.py,
+  docs/benchmarks.md).
   Validation through it is bit-identical to the per-sample eval pipeline.
 - per sample (`--augment strong`, `--no-cache`, `--no-batch-augment`): `ImageBatches`, a DataLoader over the
   samples; only decoding and the geometric augmentation run per sample on uint8 pixels, the float conversion
@@ -211,7 +212,7 @@ class CachedImages:
             return "gather", self.decoded.stack(rows, out=_host_buffer((len(rows), *self.decoded.common_shape(),
                                                                         self.decoded.channels), pin)), d, hw
         # roi_align: one call per batch on a GPU; on a CPU it beats torchvision's per-crop kernel for small
-        # images only (20 vs 40 us at 32 px, 2,052 vs 356 us at 160 px: docs/speed.md)
+        # images only (17 vs 31 us at 32 px, 4,924 vs 1,008 us at 160 px: bench/crop_kernels.py, docs/benchmarks.md)
         roi = not pure and not self.exact and r.interpolation == "bilinear" and (
             pin or (self.same_shape and is_small(r.size)))
         if roi and self.same_shape:
