@@ -140,8 +140,8 @@ def add_parser(sub) -> None:
     a.add_argument("--batch-size", type=int, default=32)
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     a.add_argument("--img-size", type=int, default=None, help="input size (default: the arch's)")
-    a.add_argument("--dup-threshold", type=float, default=0.98,
-                   help="cosine similarity of features at which two images count as near-duplicates (default 0.98)")
+    a.add_argument("--dup-threshold", type=float, default=0.95,
+                   help="cosine similarity of features at which two images count as near-duplicates (default 0.95)")
     a.add_argument("--outlier-z", type=float, default=5.0,
                    help="robust z-score of the distance to the 10 nearest images above which an image is an "
                         "outlier (default 5)")

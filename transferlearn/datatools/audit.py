@@ -64,6 +64,8 @@ class AuditResult:
 def dataset_samples(data: str | os.PathLike) -> tuple[Path, list[str], list[tuple[str, int]]]:
     """(root, classes, (path, label) of every image in train/, val/ and test/): the audit looks at all of them."""
     from ..data import find_splits
+    if Path(data).is_file():
+        raise DatasetError(f"{data} is a file: give the dataset folder (DATA/train/<class>/ images, or DATA/<class>/)")
     splits = find_splits(data, val_split=0.2)
     return Path(data), splits.classes, splits.train + splits.val + splits.test
 
@@ -86,13 +88,18 @@ def check_classes(classes: list[str], labels: np.ndarray, folds: int, root: Path
 
 
 def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0,
-                      c: float = 1.0) -> np.ndarray:
-    """[N, C] class probabilities of every image from a linear probe fitted on the other K-1 folds (stratified)."""
+                      c: float = 3.0) -> np.ndarray:
+    """[N, C] class probabilities of every image from a linear probe fitted on the other K-1 folds (stratified).
+
+    The probe: features scaled to unit length, then multinomial logistic regression. On a flower_photos copy
+    with 5 % of labels flipped, C=3 had the lowest out-of-fold log loss on the given (noisy) labels of the
+    probes tried (docs/audit.md); standardised features overfit into probabilities of 0 and 1, which rank
+    worse."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+    from sklearn.preprocessing import Normalizer
+    probe = make_pipeline(Normalizer(), LogisticRegression(C=c, max_iter=3000))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return cross_val_predict(probe, features, labels, cv=cv, method="predict_proba")
 
@@ -137,7 +144,7 @@ def outlier_scores(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def audit_dataset(data: str | os.PathLike, arch: str | None = None, run: str | os.PathLike | None = None, folds: int = 5,
           seed: int = 0, batch_size: int = 32, device: str = "auto", img_size: int | None = None,
-          dup_threshold: float = 0.98, outlier_z: float = 5.0, neighbours_k: int = 10, probe_c: float = 1.0,
+          dup_threshold: float = 0.95, outlier_z: float = 5.0, neighbours_k: int = 10, probe_c: float = 3.0,
           cache_dir: str | None = None, quiet: bool = False, log=print) -> AuditResult:
     """Audit the image-folder dataset `data` (see the module's docstring). Reads files only; moves nothing."""
     import time
@@ -190,7 +197,7 @@ def audit_dataset(data: str | os.PathLike, arch: str | None = None, run: str | o
     outliers = [{"rank": r + 1, "path": paths[i], "label": classes[labels[i]],
                  "neighbour_distance": round(float(d[i]), 4), "z": round(float(z[i]), 2)} for r, i in enumerate(far)]
     info = {"features": what, "arch": arch, "img_size": pre.img_size, "feature_dim": int(feats.shape[1]),
-            "folds": folds, "seed": seed, "probe": f"StandardScaler + LogisticRegression(C={probe_c:g})",
+            "folds": folds, "seed": seed, "probe": f"unit-length features + LogisticRegression(C={probe_c:g})",
             "method": "cleanlab.filter.find_label_issues(filter_by='prune_by_noise_rate', "
                       "return_indices_ranked_by='self_confidence')",
             "dup_threshold": dup_threshold, "outlier_z": outlier_z, "neighbours_k": neighbours_k,
