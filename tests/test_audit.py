@@ -213,6 +213,23 @@ def test_arch_and_run_together_are_refused(tmp_path, tiny_data):
         A.audit_dataset(tiny_data, run=tmp_path, **FAST)
 
 
+def test_features_from_a_trained_run(tiny_data, tiny_checkpoint):
+    result = A.audit_dataset(tiny_data, run=tiny_checkpoint.parent, folds=3, quiet=True, log=lambda *a: None)
+    assert result.info["features"] == f"the backbone of {tiny_checkpoint.parent}"
+    assert result.info["arch"] == "mobilenet_v2" and result.info["img_size"] == 64  # the run's preprocessing
+    assert result.images == 33 and result.probe_accuracy > 0.9  # three colours: the probes separate them
+
+
+def test_missing_cleanlab_is_named_before_any_work(monkeypatch, tmp_path):
+    import importlib.util
+
+    from transferlearn.errors import MissingExtra
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cleanlab" else real(name, *a))
+    with pytest.raises(MissingExtra, match=r"pip install 'transferlearn\[audit\]'"):
+        A.audit_dataset(tmp_path / "not-even-there", **FAST)
+
+
 # ---------------------------------------------------------------- the command, as a user runs it
 
 def cli(*args, cwd: Path) -> subprocess.CompletedProcess:

@@ -61,6 +61,16 @@ class AuditResult:
         return line
 
 
+def require_cleanlab() -> None:
+    """Before minutes of feature extraction: the one optional package the audit needs."""
+    import importlib.util
+
+    from ..errors import MissingExtra
+    if importlib.util.find_spec("cleanlab") is None:
+        raise MissingExtra("data audit finds label errors with cleanlab, which is not installed: "
+                           "pip install 'transferlearn[audit]'")
+
+
 def dataset_samples(data: str | os.PathLike) -> tuple[Path, list[str], list[tuple[str, int]]]:
     """(root, classes, (path, label) of every image in train/, val/ and test/): the audit looks at all of them."""
     from ..data import find_splits
@@ -155,6 +165,7 @@ def audit_dataset(data: str | os.PathLike, arch: str | None = None, run: str | o
     from ..train.config import TrainConfig
     from ..train.features import image_features
     t0 = time.perf_counter()
+    require_cleanlab()
     root, classes, samples = dataset_samples(data)
     check_classes(classes, np.array([y for _, y in samples], dtype=np.int64), folds, root)
     if run is not None:
