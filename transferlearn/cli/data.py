@@ -1,4 +1,4 @@
-"""`transferlearn data check|split|get|stats`: inspect, split and download image-folder datasets."""
+"""`transferlearn data check|audit|split|get|stats`: inspect, audit, split and download image-folder datasets."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,40 @@ def _check(args) -> int:
     return 0 if report.clean else 1
 
 
+def _audit(args) -> int:
+    from pathlib import Path
+
+    from transferlearn.datatools import audit as auditing, quarantine
+
+    if args.fix_from:
+        todo = auditing.fix_from_csv(args.data, args.fix_from)
+        quarantine.move_aside(args.data, todo, args.quarantine)
+        return 0
+    kinds = tuple(k.strip() for k in args.fix.split(",")) if args.fix else ()
+    for k in kinds:
+        if k not in auditing.FIX_CHOICES:
+            raise ValueError(f"--fix {args.fix}: choose from {', '.join(auditing.FIX_CHOICES)} (comma-separated)")
+    result = auditing.audit_dataset(args.data, arch=args.arch, run=args.run, folds=args.folds, seed=args.seed,
+                                    batch_size=args.batch_size, device=args.device, img_size=args.img_size,
+                                    dup_threshold=args.dup_threshold, outlier_z=args.outlier_z, quiet=args.quiet)
+    out = Path(args.out) if args.out else Path("runs") / f"audit-{Path(args.data).resolve().name}"
+    files = auditing.write_audit(result, out)
+    for r in result.issues[:10]:
+        print(f"  #{r['rank']:<3d} {r['path']}: labelled {r['given_label']} ({r['self_confidence']:.2f}), "
+              f"probably {r['suggested_label']} ({r['suggested_confidence']:.2f})")
+    if len(result.issues) > 10:
+        print(f"  ... {len(result.issues) - 10} more in {files['issues']}")
+    print(result.summary())
+    print(f"wrote {files['issues']}, {files['duplicates'].name}, {files['outliers'].name} and {files['html']} "
+          f"({result.info['seconds']:.0f} s)")
+    if kinds:
+        quarantine.move_aside(result.root, auditing.fix_rows(result, kinds), args.quarantine)
+    elif result.issues or result.duplicates or result.outliers:
+        print(f"nothing was moved; look at {files['html']}, then move files aside with --fix (or --fix-from an "
+              f"edited copy of {files['issues'].name})")
+    return 0
+
+
 def _split(args) -> int:
     from transferlearn.datatools.split import format_counts, split_folder
 
@@ -56,8 +90,8 @@ def _get(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("data", help="check, split, download or summarise image-folder datasets",
-                       description="Dataset tools: `check` finds corrupt, duplicate and junk files; `split` makes "
+    p = sub.add_parser("data", help="check, audit, split, download or summarise image-folder datasets",
+                       description="Dataset tools: `check` finds corrupt, duplicate and junk files; `audit` finds likely label errors; `split` makes "
                                    "train/val/test folders; `get` downloads a known dataset; `stats` plots images "
                                    "per class and image sizes.")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -85,6 +119,43 @@ def add_parser(sub) -> None:
     c.add_argument("--verbose", action="store_true", help="list every finding, not the first 20 of each kind")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_check, must_exist=("dir",))
+
+    a = dsub.add_parser("audit", help="find likely label errors, near-duplicates across classes and outliers",
+                        description="Every image through a frozen ImageNet backbone (or a trained run's, --run); "
+                                    "K linear probes give each image class probabilities from a model that never "
+                                    "saw its label; confident learning (cleanlab) flags the labels those make "
+                                    "unlikely. Also lists near-identical images under two labels and images far "
+                                    "from all others. Writes label_issues.csv, near_duplicates.csv, outliers.csv "
+                                    "and audit.html (thumbnails, worst first). Nothing is moved without --fix; "
+                                    "`data check --undo` brings moved files back. Needs: pip install "
+                                    "'transferlearn[audit]'.")
+    a.add_argument("data", metavar="DATA", help="dataset folder (train/val/test or class folders); all splits are audited")
+    a.add_argument("--arch", default=None, metavar="NAME",
+                   help="backbone for the features, ImageNet weights (default efficientnet_lite0: works offline)")
+    a.add_argument("--run", default=None, metavar="RUN",
+                   help="take the features from a trained run's backbone and preprocessing instead of --arch")
+    a.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/audit-<DATA name>)")
+    a.add_argument("--folds", type=int, default=None,
+                   help="K of the K-fold probes (default 10, fewer when a class has fewer images)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the folds")
+    a.add_argument("--batch-size", type=int, default=32)
+    a.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    a.add_argument("--img-size", type=int, default=None, help="input size (default: the arch's)")
+    a.add_argument("--dup-threshold", type=float, default=0.95,
+                   help="cosine similarity of features at which two images count as near-duplicates (default 0.95)")
+    a.add_argument("--outlier-z", type=float, default=5.0,
+                   help="robust z-score of the distance to the 10 nearest images above which an image is an "
+                        "outlier (default 5)")
+    a.add_argument("--fix", nargs="?", const="issues", default=None, metavar="KINDS",
+                   help="MOVE the files found to the quarantine folder (never delete): issues (the default), "
+                        "duplicates, outliers, or several comma-separated")
+    a.add_argument("--fix-from", default=None, metavar="CSV",
+                   help="move the files in the path column of this CSV (an audit CSV with the rows to keep "
+                        "deleted) without auditing again")
+    a.add_argument("--quarantine", default=None, metavar="QDIR",
+                   help="quarantine folder (default: DATA/../<DATA name>_quarantine, as data check --fix)")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
+    a.set_defaults(func=_audit)
 
 
     s = dsub.add_parser("split", help="split a folder of class folders into train/val/test folders",

@@ -2,6 +2,7 @@
 
 - check.py       `data check`: corrupt, duplicate, leaking and junk files, reported per class
 - quarantine.py  `data check --fix/--undo`: problem files moved (never deleted) aside, and back
+- audit.py       `data audit`: likely label errors (K-fold probes + cleanlab), near-duplicates, outliers
 - split.py       `data split`: a folder of class folders -> train/val/test, stratified and seeded
 - sources.py     the datasets `data get` knows (URLs, checksums, classes); declarations only
 - get.py         `data get`: download, verify and convert them into class folders
@@ -12,7 +13,8 @@ from ..lazy import face
 
 __getattr__, __dir__, __all__ = face(__name__, {
     "check": ("format_report",),  # the function: datatools.check.check
-    "quarantine": ("fix", "undo"),
+    "quarantine": ("fix", "undo", "move_aside"),
+    "audit": ("audit_dataset", "write_audit", "AuditResult"),
     "split": ("split_folder", "format_counts"),
     "sources": ("DATASETS", "list_datasets", "dataset_spec"),
     "stats": ("dataset_stats",),

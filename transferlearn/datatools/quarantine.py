@@ -1,4 +1,4 @@
-"""`data check --fix` and `--undo`: problem files moved (never deleted) into a quarantine folder with a
+"""`data check --fix`, `data audit --fix` and `--undo`: problem files moved (never deleted) into a quarantine folder with a
 manifest written before each move, and moved back exactly; the dataset is only ever moved, not edited."""
 from __future__ import annotations
 
@@ -21,26 +21,37 @@ def default_quarantine(root: str | os.PathLike) -> Path:
 def fix(report: CheckReport, quarantine: str | os.PathLike | None = None, log=print) -> list[dict]:
     """Move every file with a FIX_KINDS finding into `quarantine` (keeping its relative path) and append one
     manifest line per move, written before the move so an interrupted fix can still be undone."""
-    root = Path(report.root).resolve()
+    todo = [{"path": f.path, "sha256": f.sha256, "is_dir": f.is_dir,
+             "reasons": [f"{k}: {d}" for k, d in f.findings if k in FIX_KINDS]} for f in report.to_fix()]
+    return move_aside(report.root, todo, quarantine, log=log)
+
+
+def move_aside(root: str | os.PathLike, todo: list[dict], quarantine: str | os.PathLike | None = None,
+               log=print) -> list[dict]:
+    """Move each item {path (relative to `root`, '/'-separated), reasons, sha256 (None: computed), is_dir} into
+    `quarantine` with a manifest line written before each move; `undo` puts them back. `data check --fix` and
+    `data audit --fix` both move files through here, so one --undo serves both."""
+    root = Path(root).resolve()
     q = Path(quarantine) if quarantine else default_quarantine(root)
     if is_inside(q, root):
         raise ValueError(f"quarantine folder {q} is inside the dataset {root}; choose one outside it")
     moved = []
-    todo = report.to_fix()
     if not todo:
         return moved
     q.mkdir(parents=True, exist_ok=True)
     with open(q / MANIFEST, "a", encoding="utf-8") as man:
         for f in todo:
-            src = root / f.path
-            dst = q / f.path
+            src = root / f["path"]
+            dst = q / f["path"]
             n = 1
             while dst.exists() or dst.is_symlink():  # an earlier fix quarantined a file with this name
-                dst = q / f"{f.path}.{n}"
+                dst = q / f"{f['path']}.{n}"
                 n += 1
-            entry = {"original": f.path, "quarantined": dst.relative_to(q).as_posix(), "root": str(root),
-                     "sha256": f.sha256, "is_dir": f.is_dir,
-                     "reasons": [f"{k}: {d}" for k, d in f.findings if k in FIX_KINDS],
+            sha = f.get("sha256")
+            if sha is None and not f.get("is_dir") and src.is_file():
+                sha = hashlib.sha256(src.read_bytes()).hexdigest()
+            entry = {"original": f["path"], "quarantined": dst.relative_to(q).as_posix(), "root": str(root),
+                     "sha256": sha, "is_dir": bool(f.get("is_dir")), "reasons": list(f.get("reasons", [])),
                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             man.write(json.dumps(entry, ensure_ascii=False) + "\n")
             man.flush()

@@ -9,7 +9,8 @@
 - distributed.py  rank, world size, barrier, all-reduce (torchrun's environment; 1 process = world size 1)
 - sampling.py     which samples each process sees, in which order, with which augmentation
 - pipeline.py     files -> datasets -> batches;  augment.py: batched crops and flips keyed by (seed, epoch, sample)
-- features.py     last-layer's frozen-feature setup step;  frozen.py: the frozen backbone on onnxruntime or PyTorch
+- features.py     last-layer's frozen-feature setup step, and `data audit`'s features;  frozen.py: the frozen
+                  backbone on onnxruntime or PyTorch
 - warmup.py       all-layers' head warm-up (a linear probe, the run's epoch 0; --head-warmup, --warmup-head)
 - resume.py       finding and checking the checkpoint a run continues from
 - compare.py      the modes side by side

@@ -83,3 +83,27 @@ def feature_batches(backbone, train, val, cfg, ctx: DistContext, device, amp: st
                                            device, amp, log)
     train_plan, val_plan = batch_plans(labels.tolist(), len(vl), cfg, plan_ctx or ctx, num_classes)
     return FeatureBatches(tv, labels, train_plan), FeatureBatches(vf, vl, val_plan, pick_views=False)
+
+
+def image_features(backbone, samples: list[tuple[str, int]], pre, cfg, device, amp: str = "off", log=print):
+    """(features float32 [M, F], positions [M] in `samples`) of the readable images of `samples`: one clean
+    (eval-transform) view each, through the same decode cache, backbone runtime and extraction as last-layer
+    mode's. For tools that study a dataset through a frozen backbone (`data audit`); one process."""
+    import numpy as np
+    from torch.utils.data import Subset
+
+    from ..data import Splits, default_cache_root
+    from .pipeline import image_datasets
+    ctx = DistContext()
+    _, (ds, labels, norm) = image_datasets(Splits(classes=[], train=[], val=samples), pre, cfg, ctx, log=log)
+    if isinstance(ds, CachedImages):  # unreadable images were left out when the cache was built
+        kept = np.asarray(ds.index, dtype=np.int64)
+    elif isinstance(ds, Subset):
+        kept = np.asarray(ds.indices, dtype=np.int64)
+    else:
+        kept = np.arange(len(samples), dtype=np.int64)
+    runner = backbone_runner(backbone, cfg.backbone_runtime, device, amp, cfg.in_channels,
+                             Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(), log=log)
+    f, ok = extract(runner, ds, 0, ctx, device, cfg.batch_size, cfg.seed, desc="features", quiet=cfg.quiet,
+                    norm=norm)
+    return f[ok], kept[ok.numpy()]
