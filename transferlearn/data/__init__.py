@@ -5,6 +5,7 @@
 - preprocess.py  the preprocessing a checkpoint stores (sizes, crop, mean/std), augmentation presets; no torch
 - loading.py     transforms, class balance, the image dataset and its loader
 - pixels.py      eval preprocessing in PIL + numpy (the one resize formula), for ONNX, CAM overlays, the cache
+- tta.py         test-time views (mirror, five crops) of an image, in PIL + numpy, for eval and predict --tta
 - cache.py       images decoded once, resized, kept in a memory-mapped file between epochs and runs
 
 Importing this package costs nothing: a name's module is imported when the name is first used.
@@ -22,5 +23,6 @@ __getattr__, __dir__, __all__ = face(__name__, {
                 "balance_report", "ImageDataset", "collate_skip_none", "resolve_workers", "make_loader"),
     "pixels": ("RESAMPLE", "resized_shape", "resize_shorter", "center_crop", "model_view", "crop_for_display",
                "numpy_preprocess", "thumbnail"),
+    "tta": ("TTA_MODES", "TTATransform", "check_tta", "tta_views"),
     "cache": ("CACHE_VERSION", "default_cache_root", "decode_resized", "DecodedImages", "CachedImageDataset"),
 })
