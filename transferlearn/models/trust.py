@@ -101,10 +101,11 @@ def score(kind: str, probs: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 
 def threshold_for_coverage(scores: np.ndarray, coverage: float = DEFAULT_COVERAGE) -> float:
-    """The threshold that keeps `coverage` of these (in-distribution) images: their (1 - coverage) quantile."""
+    """The highest threshold that keeps at least `coverage` of these (in-distribution) images."""
     if not 0.0 < coverage <= 1.0:
         raise CalibrationError(f"--coverage {coverage}: give a fraction in (0, 1], e.g. 0.95")
-    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - coverage, method="lower"))
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    return float(s[max(1, int(np.ceil(coverage * len(s) - 1e-9))) - 1])
 
 
 class TemperatureScaled(nn.Module):
