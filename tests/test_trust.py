@@ -315,3 +315,21 @@ def test_predict_cli_tta(tiny_checkpoint, tiny_data, tmp_path):
     assert body["tta"] == "5crop" and len(body["predictions"]) == 9
     r = cli("predict", tiny_checkpoint, tiny_data / "val", "--tta", "sideways")
     assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_answers_unknown(calibrated_run, one_torch_thread):
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+    import io
+
+    from transferlearn.inference.serve import background_server, create_app
+    run, _ = calibrated_run
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 80), (200, 40, 40)).save(buf, format="PNG")
+    with background_server(create_app(run, reject_below=0.999999, tta="flip")) as url:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            health = c.get("/health").json()
+            body = c.post("/predict", files={"file": ("red.png", buf.getvalue(), "image/png")}).json()
+    assert health["reject"] == {"score": "msp", "threshold": 0.999999} and health["tta"] == "flip"
+    assert health["temperature"] != 1.0
+    assert body["label"] == "unknown" and body["unknown"] is True and body["topk"][0]["label"] in TINY_CLASSES
