@@ -230,7 +230,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
     from ..data import check_tta
     from ..models import temperature_of
     from ..reporting import plots
-    from . import calibrate as C
+    from .calibrate import calibration_metrics, fit_calibration, store  # the module: `calibrate` is also its function
 
     check_tta(tta)
     if embed not in EMBED_METHODS:
@@ -250,7 +250,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
     if calibrate:
         val = samples if split == "val" else resolve_samples(data, "val", classes, ckpt.get("args"))[0]
         vp = predict_folder(model, val, ckpt["preprocess"], batch_size, workers, dev)
-        C.store(checkpoint, ckpt, {**C.fit_calibration(vp.logits, vp.labels), "data": str(data)})
+        store(checkpoint, ckpt, {**fit_calibration(vp.logits, vp.labels), "data": str(data)})
         cal = ckpt["calibration"]
         log(f"calibrated on {len(vp.labels)} val images: temperature {cal['temperature']:.4f}, ECE "
             f"{cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; stored in {checkpoint}")
@@ -266,7 +266,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
               "mode": ckpt.get("mode"), "epoch": ckpt.get("epoch"), "skipped_files": preds.skipped,
               "seconds": round(seconds, 2), "images_per_second": round(len(preds.paths) / max(seconds, 1e-9), 1),
               "created": _dt.datetime.now().isoformat(timespec="seconds"), "tta": tta})
-    m.update(C.calibration_metrics(preds, ckpt, out, split))
+    m.update(calibration_metrics(preds, ckpt, out, split))
 
     write_predictions_csv(out / "predictions.csv", preds, classes, top_k)
     pairs = M.confused_pairs(preds.paths, preds.labels, preds.probs, classes)
