@@ -29,4 +29,4 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", default="auto", help="data loader processes (auto: one per CPU core, max 8)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.set_defaults(func=_calibrate)
+    p.set_defaults(func=_calibrate, must_exist=("checkpoint", "data"))

@@ -10,6 +10,6 @@ from ..lazy import face
 __getattr__, __dir__, __all__ = face(__name__, {
     "evaluate": ("evaluate", "predict_folder", "Predictions", "embed_2d"),
     "metrics": ("compute_metrics", "curves", "confused_pairs", "mistakes", "calibration_bins"),
-    "calibrate": ("calibrate", "fit_temperature", "fit_calibration"),
+    "calibrate": ("fit_temperature", "fit_calibration"),  # not `calibrate`: the name of the module itself
     "visualize": ("visualize_batch", "visualize_predictions"),
 })
