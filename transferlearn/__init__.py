@@ -4,12 +4,15 @@
     summary = transferlearn.train(data="fruit30_split", mode="last-layer", arch="efficientnet_lite0")
     result = transferlearn.compare(data="fruit30_split", epochs=20)
     model, ckpt = transferlearn.load_model("runs/last-layer")
+    transferlearn.calibrate("runs/last-layer")            # temperature + unknown threshold, into best.pt
+    clf = transferlearn.Classifier.load("runs/last-layer", reject="auto", tta="flip")
 
 The layers, and where each thing lives: docs/architecture.md.
 """
 __version__ = "0.1.0"
 
-__all__ = ["Classifier", "train", "compare", "TrainConfig", "load_model", "create_model", "list_archs", "__version__"]
+__all__ = ["Classifier", "train", "compare", "TrainConfig", "load_model", "create_model", "list_archs", "calibrate",
+           "__version__"]
 
 from . import moved as _moved  # noqa: E402  (old import paths such as transferlearn.predict keep working)
 
@@ -18,7 +21,8 @@ _moved.install()
 # name -> the module it comes from, imported on first use so `import transferlearn` stays cheap (no torch)
 _API = {"train": "transferlearn.train", "compare": "transferlearn.train.compare", "TrainConfig": "transferlearn.train",
         "load_model": "transferlearn.models", "Classifier": "transferlearn.inference.predict",
-        "create_model": "transferlearn.models", "list_archs": "transferlearn.models"}
+        "create_model": "transferlearn.models", "list_archs": "transferlearn.models",
+        "calibrate": "transferlearn.evaluation.calibrate"}
 
 
 def __getattr__(name):

@@ -10,7 +10,8 @@ def _predict(args) -> int:
                                                  save_predictions_json, summarize)
     from transferlearn.inference.predict import Classifier, collect_paths
 
-    clf = Classifier.load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads)
+    clf = Classifier.load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads,
+                          tta=args.tta, reject=args.reject, reject_below=args.reject_below)
     args.topk = max(1, min(args.topk, len(clf.classes)))
     paths, problems = collect_paths(args.paths)
     for msg in problems:
@@ -39,13 +40,18 @@ def _predict(args) -> int:
     counts = ", ".join(f"{k}: {v}" for k, v in summarize(preds).items())
     log(f"{len(preds)} images predicted in {seconds:.2f}s ({rate:.1f} img/s, backend {clf.backend.name}, "
         f"batch {args.batch_size}); {len(clf.skipped)} skipped" + (f" | {counts}" if counts else ""))
+    if clf.reject:
+        log(f"unknown: {sum(p.unknown for p in preds)} of {len(preds)} images ({clf.reject.describe()}"
+            f"{f', temperature {clf.temperature:.3g}' if clf.temperature != 1 else ''})")
     if args.csv:
         save_predictions_csv(preds, args.csv, args.topk)
         log(f"CSV: {args.csv}")
     if args.json:
         save_predictions_json(preds, args.json, clf.skipped,
                    extra={"checkpoint": str(args.checkpoint), "backend": clf.backend.name, "classes": clf.classes,
-                          "seconds": round(seconds, 3), "images_per_second": round(rate, 2)})
+                          "seconds": round(seconds, 3), "images_per_second": round(rate, 2),
+                          "temperature": clf.temperature, "tta": clf.tta,
+                          "reject": vars(clf.reject) if clf.reject else None})
         if not to_stdout:
             log(f"JSON: {args.json}")
     if args.plot:
@@ -74,6 +80,17 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
                    help="torch (the checkpoint) or onnxruntime (an .onnx file from `transferlearn export`, or the "
                         "best.onnx beside the checkpoint); auto: by file type")
+    trust = p.add_argument_group("trust (docs/trust.md)")
+    rej = trust.add_mutually_exclusive_group()
+    rej.add_argument("--reject", choices=["auto"], default=None,
+                     help="answer 'unknown' for images unlike the training data: below the score threshold that "
+                          "`transferlearn calibrate` chose on val (it keeps 95%% of val images)")
+    rej.add_argument("--reject-below", type=float, default=None, metavar="P",
+                     help="answer 'unknown' when the top class's probability (calibrated, if the checkpoint is) "
+                          "is below P, e.g. 0.6")
+    trust.add_argument("--tta", choices=["none", "flip", "5crop"], default="none",
+                       help="test-time augmentation: average the probabilities of the mirror image (flip, 2x the "
+                            "time) or of five crops (5crop, 5x); default none")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", default="auto", help="image decoding processes (auto: one per CPU core, max 8)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (torch backend)")

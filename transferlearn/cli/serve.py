@@ -5,7 +5,8 @@ from __future__ import annotations
 def _serve(args) -> int:
     from transferlearn.inference.serve import run
     run(args.checkpoint, host=args.host, port=args.port, max_bytes=int(args.max_mb * 1024 * 1024),
-        max_pixels=int(args.max_megapixels * 1_000_000), cam_method=args.cam_method, device=args.device)
+        max_pixels=int(args.max_megapixels * 1_000_000), cam_method=args.cam_method, device=args.device,
+        tta=args.tta, reject=args.reject, reject_below=args.reject_below)
     return 0
 
 
@@ -22,4 +23,11 @@ def add_parser(sub) -> None:
                    help="largest image accepted, in megapixels (default 40)")
     p.add_argument("--cam-method", choices=["gradcam", "gradcam++", "scorecam", "eigencam"], default="gradcam")
     p.add_argument("--device", default="cpu")
+    rej = p.add_mutually_exclusive_group()
+    rej.add_argument("--reject", choices=["auto"], default=None,
+                     help="answer label 'unknown' below the threshold `transferlearn calibrate` stored (docs/trust.md)")
+    rej.add_argument("--reject-below", type=float, default=None, metavar="P",
+                     help="answer label 'unknown' when the top (calibrated) probability is below P")
+    p.add_argument("--tta", choices=["none", "flip", "5crop"], default="none",
+                   help="average the probabilities of the mirror image (flip) or five crops (5crop)")
     p.set_defaults(func=_serve, must_exist=("checkpoint",))

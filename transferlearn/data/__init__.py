@@ -6,6 +6,7 @@
 - loading.py     transforms, class balance, the image dataset and its loader
 - pixels.py      eval preprocessing in PIL + numpy (the one resize formula), for ONNX, CAM overlays, the cache
 - cacheroot.py   the cache folder (no torch)
+- tta.py         test-time views (mirror, five crops) of an image, in PIL + numpy, for eval and predict --tta
 - cache.py       images decoded once, resized, kept in a memory-mapped file between epochs and runs
 
 Importing this package costs nothing: a name's module is imported when the name is first used.
@@ -25,4 +26,5 @@ __getattr__, __dir__, __all__ = face(__name__, {
                "numpy_preprocess", "thumbnail"),
     "cacheroot": ("default_cache_root",),
     "cache": ("CACHE_VERSION", "decode_resized", "DecodedImages", "CachedImageDataset"),
+    "tta": ("TTA_MODES", "TTATransform", "check_tta", "tta_views"),
 })

@@ -4,7 +4,7 @@
 probabilities and the penultimate features (`model.backbone`'s output, the input of the head).
 `evaluate` turns those into the files of an evaluation:
 
-    metrics.json  predictions.csv  confused_pairs.csv/.json  confusion_matrix.png  pr_curves.png
+    metrics.json  predictions.csv  reliability.png  confused_pairs.csv/.json  confusion_matrix.png  pr_curves.png
     roc_curves.png  per_class.png  mistakes.png  features_2d.png (+ .html with plotly)  report.html
 """
 from __future__ import annotations
@@ -36,9 +36,10 @@ AUTO_TSNE_MAX = 3000  # t-SNE above this many images takes minutes on a CPU: `au
 class Predictions:
     paths: list[str]
     labels: np.ndarray  # (N,) true class index
-    probs: np.ndarray  # (N, C) softmax probabilities
+    probs: np.ndarray  # (N, C) softmax probabilities (of logits / T; averaged over the --tta views)
     features: np.ndarray  # (N, F) penultimate features
     skipped: list[str]  # unreadable files
+    logits: np.ndarray | None = None  # (N, C) the model's logits (averaged over the --tta views), before T
 
     @property
     def pred(self) -> np.ndarray:
@@ -89,37 +90,45 @@ class _IndexedDataset(ImageDataset):
 
 
 def predict_folder(model, samples: list[tuple[str, int]], preprocess: Preprocess | dict, batch_size: int = 32,
-                   workers: int | str = 0, device: str | torch.device = "cpu") -> Predictions:
-    """Probabilities and penultimate features for every readable image of `samples`."""
+                   workers: int | str = 0, device: str | torch.device = "cpu", tta: str = "none",
+                   temperature: float = 1.0) -> Predictions:
+    """Probabilities (softmax of logits / `temperature`, averaged over the `tta` views), logits and
+    penultimate features (averaged over the views) for every readable image of `samples`."""
     from torch.utils.data import DataLoader
 
-    from ..data import resolve_workers
+    from ..data import TTATransform, resolve_workers
+    from ..models import merge_views
 
     device = torch.device(device)
     model = model_to(model, device).eval()
     preprocess = Preprocess.of(preprocess)
-    ds = _IndexedDataset(samples, eval_transform(preprocess), preprocess.channels)
+    transform = eval_transform(preprocess) if tta == "none" else TTATransform(preprocess, tta, tensor=True)
+    ds = _IndexedDataset(samples, transform, preprocess.channels)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=resolve_workers(workers),
                         collate_fn=collate_skip_none)
+    views = 1 if tta == "none" else transform.views
+    # TTA batches (B, V, C, H, W) go through the model as B * V images
+    flat = (b if b is None or b[0].ndim == 4 else (b[0].flatten(0, 1), *b[1:]) for b in loader)
 
     def features_and_logits(x):
         f = model.backbone(x).flatten(1)
         return f, model.head(f)
 
-    probs, feats, idx = [], [], []
-    for (_, _, i), (f, logits) in infer_batches(features_and_logits, loader, device):
-        probs.append(torch.softmax(logits.float(), 1).cpu())
-        feats.append(f.float().cpu())
+    logits, feats, idx = [], [], []
+    for (_, _, i), (f, z) in infer_batches(features_and_logits, flat, device):
+        logits.append(z.float().cpu().reshape(len(i), views, -1))
+        feats.append(f.float().cpu().reshape(len(i), views, -1).mean(1))
         idx.append(i)
     if not idx:
         raise DatasetError("none of the images could be read")
     keep = torch.cat(idx).tolist()
     kept = set(keep)
+    z = torch.cat(logits).numpy().astype(np.float64)
+    probs, _ = merge_views(z, temperature)
     return Predictions(paths=[samples[i][0] for i in keep],
                        labels=np.array([samples[i][1] for i in keep], dtype=int),
-                       probs=torch.cat(probs).numpy().astype(np.float64),
-                       features=torch.cat(feats).numpy(),
-                       skipped=[p for i, (p, _) in enumerate(samples) if i not in kept])
+                       probs=probs, features=torch.cat(feats).numpy(),
+                       skipped=[p for i, (p, _) in enumerate(samples) if i not in kept], logits=z.mean(1))
 
 
 # ---------------------------------------------------------------- 2-D embedding
@@ -211,11 +220,19 @@ def write_confused_pairs(out: Path, pairs: list[dict]) -> None:
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: str | Path | None = None,
              embed: str = "auto", batch_size: int = 32, workers: int | str = "auto", device: str = "auto",
-             top_k: int = 5, num_mistakes: int = 24, report: bool = True,
-             log: Callable[[str], None] = print) -> dict:
-    """Evaluate `checkpoint` (a .pt file or run folder) on `data`; write the files; return metrics."""
-    from ..reporting import plots
+             top_k: int = 5, num_mistakes: int = 24, report: bool = True, tta: str = "none",
+             calibrate: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Evaluate `checkpoint` (a .pt file or run folder) on `data`; write the files; return metrics.
 
+    calibrate: first fit the temperature and unknown threshold on the val split of `data` and store them
+    in the checkpoint (as `transferlearn calibrate`). Probabilities are the calibrated ones whenever the
+    checkpoint has a temperature. tta: average the probabilities of the views of data.tta."""
+    from ..data import check_tta
+    from ..models import temperature_of
+    from ..reporting import plots
+    from .calibrate import calibration_metrics, fit_calibration, store  # the module: `calibrate` is also its function
+
+    check_tta(tta)
     if embed not in EMBED_METHODS:
         raise ValueError(f"unknown --embed {embed!r}; use one of {', '.join(EMBED_METHODS)}")
     if embed == "umap":
@@ -230,8 +247,16 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
     out.mkdir(parents=True, exist_ok=True)
     log(f"evaluating {checkpoint} ({ckpt['arch']}, {ckpt.get('mode', '?')}) on {len(samples)} images from {source}")
 
+    if calibrate:
+        val = samples if split == "val" else resolve_samples(data, "val", classes, ckpt.get("args"))[0]
+        vp = predict_folder(model, val, ckpt["preprocess"], batch_size, workers, dev)
+        store(checkpoint, ckpt, {**fit_calibration(vp.logits, vp.labels), "data": str(data)})
+        cal = ckpt["calibration"]
+        log(f"calibrated on {len(vp.labels)} val images: temperature {cal['temperature']:.4f}, ECE "
+            f"{cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; stored in {checkpoint}")
     t0 = time.perf_counter()
-    preds = predict_folder(model, samples, ckpt["preprocess"], batch_size, workers, dev)
+    preds = predict_folder(model, samples, ckpt["preprocess"], batch_size, workers, dev, tta=tta,
+                           temperature=temperature_of(ckpt.get("calibration")))
     seconds = time.perf_counter() - t0
     for p in preds.skipped:
         log(f"warning: unreadable image skipped: {p}")
@@ -240,7 +265,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
     m.update({"checkpoint": str(checkpoint), "data": str(source), "split": split, "arch": ckpt["arch"],
               "mode": ckpt.get("mode"), "epoch": ckpt.get("epoch"), "skipped_files": preds.skipped,
               "seconds": round(seconds, 2), "images_per_second": round(len(preds.paths) / max(seconds, 1e-9), 1),
-              "created": _dt.datetime.now().isoformat(timespec="seconds")})
+              "created": _dt.datetime.now().isoformat(timespec="seconds"), "tta": tta})
+    m.update(calibration_metrics(preds, ckpt, out, split))
 
     write_predictions_csv(out / "predictions.csv", preds, classes, top_k)
     pairs = M.confused_pairs(preds.paths, preds.labels, preds.probs, classes)
@@ -302,8 +328,9 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str = "val", out: 
         except Exception as e:  # a report problem must not lose the evaluation
             print(f"warning: could not write report.html: {type(e).__name__}: {e}", file=sys.stderr)
     top = ", ".join(f"top-{k} {v:.4f}" for k, v in m["top_k_accuracy"].items() if k != "1")
+    raw = f" (T = 1: {m['ece_uncalibrated']:.4f})" if "ece_uncalibrated" in m else ""
     log(f"accuracy {m['accuracy']:.4f}{' | ' + top if top else ''} | macro F1 {m['macro']['f1']:.4f} | "
-        f"macro ROC-AUC {_fmt(m['macro']['roc_auc'])} | macro AP {_fmt(m['macro']['ap'])} | "
+        f"macro ROC-AUC {_fmt(m['macro']['roc_auc'])} | macro AP {_fmt(m['macro']['ap'])} | ECE {m['ece']:.4f}{raw} | "
         f"{n_wrong} mistakes | results in {out}")
     m["out_dir"] = str(out)
     return m

@@ -114,3 +114,25 @@ def mistakes(y_true, probs, limit: int | None = None) -> list[int]:
     idx = np.flatnonzero(y_pred != y_true)
     idx = idx[np.argsort(-probs[idx, y_pred[idx]], kind="stable")]
     return [int(i) for i in idx[:limit]]
+
+
+def calibration_bins(y_true, probs, bins: int = 15) -> dict:
+    """Reliability of the confidences (max probability) in `bins` equal-width bins, and their ECE.
+
+    ECE (Guo et al. 2017): the share-weighted mean gap |accuracy - mean confidence| over the bins; 0 is
+    perfectly calibrated. Returns {"ece", "bins": [{"lo", "hi", "count", "confidence", "accuracy"}]}."""
+    y_true = np.asarray(y_true, dtype=int)
+    probs = np.asarray(probs, dtype=np.float64)
+    conf, correct = probs.max(1), (probs.argmax(1) == y_true).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)  # (lo, hi] as Guo et al.
+    out, ece = [], 0.0
+    for b in range(bins):
+        m = which == b
+        n = int(m.sum())
+        acc = float(correct[m].mean()) if n else None
+        c = float(conf[m].mean()) if n else None
+        if n:
+            ece += n / len(y_true) * abs(acc - c)
+        out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": n, "confidence": c, "accuracy": acc})
+    return {"ece": float(ece), "bins": out}

@@ -5,6 +5,9 @@ ONNX: metadata_props "transferlearn" (JSON: classes, preprocess, arch, input/out
 plus "classes" and "preprocess" on their own for other tools. `predict --backend onnxruntime` needs
 nothing else. TorchScript: the same JSON in the archive's extra files ("transferlearn.json").
 Input: float32 (N, C, img_size, img_size) (C = preprocess channels, 3 or 1), normalised as in `preprocess`; output: logits (N, classes).
+A calibrated checkpoint (`transferlearn calibrate`) is exported with its logits divided by T inside the graph
+(metadata "calibration", with "temperature_in_graph": true), so softmax of the output is the calibrated
+probability in any runtime; the unknown threshold rides in the metadata for `predict --reject auto`.
 """
 from __future__ import annotations
 
@@ -42,16 +45,26 @@ def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
     return checkpoint_file(checkpoint).with_suffix({"onnx": ".onnx", "mindspore": ".ckpt"}.get(fmt, ".torchscript.pt"))
 
 
+def with_temperature(model: torch.nn.Module, ckpt: dict) -> torch.nn.Module:
+    """The model to export: divided by the checkpoint's temperature when it has one."""
+    from ..models import TemperatureScaled, temperature_of
+    t = temperature_of(ckpt.get("calibration"))
+    return model if t == 1.0 else TemperatureScaled(model, t).eval()
+
+
 def export_metadata(ckpt: dict) -> dict:
     from .. import __version__
+    cal = ckpt.get("calibration")
     return {"format": "transferlearn-export/1", "classes": list(ckpt["classes"]), "preprocess": Preprocess.of(ckpt["preprocess"]).to_dict(),
             "arch": ckpt.get("arch"), "mode": ckpt.get("mode"), "num_classes": len(ckpt["classes"]),
-            "input": INPUT_NAME, "output": OUTPUT_NAME, "output_kind": "logits",
+            "input": INPUT_NAME, "output": OUTPUT_NAME,
+            "output_kind": "logits / temperature" if cal and cal.get("temperature", 1) != 1 else "logits",
             "layout": f"NCHW float32 {'grayscale (L), C=1' if _channels(ckpt) == 1 else 'RGB'}, resized + "
                       f"center-cropped + normalised as in preprocess",
             "metrics": {k: v for k, v in (ckpt.get("metrics") or {}).items() if isinstance(v, (int, float))},
             "versions": {**{k: str(v) for k, v in (ckpt.get("versions") or {}).items()},
-                         "transferlearn_export": __version__, "torch_export": str(torch.__version__)}}
+                         "transferlearn_export": __version__, "torch_export": str(torch.__version__)},
+            "calibration": {**cal, "temperature_in_graph": True} if cal else None}
 
 
 def sample_images(ckpt: dict, n: int = 8, seed: int = 0) -> list[str]:
@@ -210,6 +223,7 @@ def export(checkpoint: str | os.PathLike, fmt: str = "onnx", output: str | os.Pa
             raise RuntimeError(f"MindSpore .ckpt read back differs: max abs diff {report.max_abs_diff:.3g} ({out})")
         return report
     model, ckpt = load_model(checkpoint)
+    model = with_temperature(model, ckpt)
     if fmt == "onnx":
         export_onnx(model, ckpt, out, dynamic_batch=dynamic_batch, opset=opset)
     else:

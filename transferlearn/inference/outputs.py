@@ -21,17 +21,22 @@ from ..data import Preprocess, load_rgb, to_rgb
 
 @dataclass
 class Prediction:
-    """One image's result. `topk` is [(label, probability), ...], best first."""
+    """One image's result. `topk` is [(label, probability), ...], best first. With a reject rule, `score`
+    is the image's score and `unknown` says it fell below the threshold: `label` is then "unknown", while
+    `index`, `confidence` and `topk` still name the classes the model would have picked."""
     label: str
     confidence: float
     index: int
     topk: list[tuple[str, float]]
     path: str | None = None
     probs: np.ndarray | None = field(default=None, repr=False)  # all classes, in `classes` order
+    unknown: bool = False
+    score: float | None = None  # the reject rule's score; None without a rule
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "confidence": self.confidence,
-                "topk": [{"label": lab, "confidence": p} for lab, p in self.topk]}
+        d = {"path": self.path, "label": self.label, "confidence": self.confidence,
+             "topk": [{"label": lab, "confidence": p} for lab, p in self.topk]}
+        return d if self.score is None else {**d, "unknown": self.unknown, "score": self.score}
 
     # dict-style access, so `p["label"]` works as well as `p.label`
     def __getitem__(self, key):
@@ -51,11 +56,14 @@ class Skipped:
 
 
 def save_predictions_csv(preds: Sequence[Prediction], path: str | os.PathLike, topk: int) -> None:
-    """path, label, confidence, then label_i / prob_i for i in 1..topk (UTF-8 with BOM for Excel)."""
+    """path, label, confidence, then label_i / prob_i for i in 1..topk (UTF-8 with BOM for Excel), then
+    unknown and score when a reject rule was used."""
     import csv
     cols = ["path", "label", "confidence"]
     for i in range(1, topk + 1):
         cols += [f"top{i}_label", f"top{i}_prob"]
+    scored = any(p.score is not None for p in preds)
+    cols += ["unknown", "score"] if scored else []
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8-sig") as f:
         w = csv.writer(f)
@@ -64,7 +72,7 @@ def save_predictions_csv(preds: Sequence[Prediction], path: str | os.PathLike, t
             row = [p.path, p.label, f"{p.confidence:.6f}"]
             for lab, prob in p.topk[:topk]:
                 row += [lab, f"{prob:.6f}"]
-            w.writerow(row)
+            w.writerow(row + ([int(p.unknown), "" if p.score is None else f"{p.score:.6f}"] if scored else []))
 
 
 def save_predictions_json(preds: Sequence[Prediction], path: str | os.PathLike, skipped: Sequence[Skipped] = (),

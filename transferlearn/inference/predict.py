@@ -9,6 +9,9 @@ Two backends share one interface:
 Inputs may be file paths, folders (searched recursively), glob patterns or PIL images. Files are
 decoded and preprocessed in DataLoader worker processes and run through the model in batches.
 Unreadable files are reported and skipped, never fatal.
+
+Probabilities are softmax(logits / T), T the checkpoint's calibrated temperature (inside an ONNX graph);
+`configure` adds test-time views and the "unknown" answer (docs/trust.md, `models.trust`).
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from ..data import Preprocess, is_image_file, list_images, load_rgb, numpy_preprocess, to_rgb
+from ..data import Preprocess, TTATransform, check_tta, is_image_file, list_images, load_rgb, numpy_preprocess, to_rgb
+from ..models import UNKNOWN, merge_views, reject_rule, score, temperature_of
 from ..runs import checkpoint_file
 from .outputs import Prediction, Skipped
 
@@ -67,12 +71,6 @@ def collect_paths(inputs: Iterable[str | os.PathLike]) -> tuple[list[str], list[
         else:
             problems.append(f"{s}: no such file or folder")
     return paths, problems
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 # ---------------------------------------------------------------- backends
@@ -174,21 +172,37 @@ class Classifier:
     """
 
     def __init__(self, backend, classes: list[str], preprocess: Preprocess | Mapping, transform: Callable | None = None,
-                 meta: dict | None = None, source: str = ""):
+                 meta: dict | None = None, source: str = "", calibration: dict | None = None,
+                 temperature_in_model: bool = False):
         self.backend = backend
         self.classes = list(classes)
         self.preprocess = Preprocess.of(preprocess)
-        self.transform = transform or _NumpyTransform(self.preprocess)
+        self.transform = self.plain_transform = transform or _NumpyTransform(self.preprocess)
         self.meta = meta or {}
         self.source = source
         self.skipped: list[Skipped] = []  # unreadable files from the last predict() call
+        self.calibration = dict(calibration or {})
+        self.temperature = 1.0 if temperature_in_model else temperature_of(calibration)  # what we divide by
+        self.tta, self.reject = "none", None
+
+    def configure(self, tta: str = "none", reject: str | None = None, reject_below: float | None = None
+                  ) -> "Classifier":
+        """tta: none | flip | 5crop (probabilities averaged over the views); reject="auto": "unknown" below
+        the threshold `transferlearn calibrate` stored; reject_below=P: "unknown" when the (calibrated) max
+        probability is below P. Returns self."""
+        self.tta = check_tta(tta)
+        self.transform = self.plain_transform if tta == "none" else TTATransform(self.preprocess, tta)
+        self.reject = reject_rule(self.calibration, reject, reject_below, source=self.source or "the model")
+        return self
 
     # ------------------------------------------------ construction
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto", device: str = "cpu",
-             threads: int | None = None) -> "Classifier":
+             threads: int | None = None, tta: str = "none", reject: str | None = None,
+             reject_below: float | None = None) -> "Classifier":
         """A checkpoint (.pt / run folder) for backend "torch", or an .onnx file for "onnxruntime".
+        tta, reject, reject_below: see `configure`.
 
         backend="onnxruntime" with a checkpoint or run folder uses the exported `best.onnx` beside it.
         threads: compute threads (onnxruntime: the InferenceSession's intra-op threads; torch: the process-wide
@@ -203,22 +217,23 @@ class Classifier:
         if backend == "onnxruntime":
             if not is_onnx:
                 p = find_onnx_for(p)
-            return cls.from_onnx(p, threads=threads)
+            return cls.from_onnx(p, threads=threads).configure(tta, reject, reject_below)
         if threads:
             import torch
             torch.set_num_threads(int(threads))
         if is_onnx:
             raise ValueError(f"{p} is an ONNX file: use backend 'onnxruntime' (predict --backend onnxruntime)")
-        return cls.from_checkpoint(p, device=device)
+        return cls.from_checkpoint(p, device=device).configure(tta, reject, reject_below)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "Classifier":
         from ..models import load_model
         from ..data import eval_transform
         model, ckpt = load_model(path, device=device)
-        meta = {k: ckpt.get(k) for k in ("arch", "mode", "metrics", "versions")}
+        meta = {k: ckpt.get(k) for k in ("arch", "mode", "metrics", "versions", "calibration")}
         clf = cls(TorchBackend(model, device), ckpt["classes"], ckpt["preprocess"],
-                  transform=eval_transform(ckpt["preprocess"]), meta=meta, source=str(path))
+                  transform=eval_transform(ckpt["preprocess"]), meta=meta, source=str(path),
+                  calibration=ckpt.get("calibration"))
         clf.model = model
         return clf
 
@@ -228,22 +243,36 @@ class Classifier:
             raise FileNotFoundError(f"ONNX file {path} not found")
         backend = OnnxBackend(path, threads)
         meta = read_onnx_metadata(path, backend.session)
-        return cls(backend, meta["classes"], meta["preprocess"], meta=meta, source=str(path))
+        cal = meta.get("calibration") or {}
+        return cls(backend, meta["classes"], meta["preprocess"], meta=meta, source=str(path), calibration=cal,
+                   temperature_in_model=bool(cal.get("temperature_in_graph")))
 
     # ------------------------------------------------ inference
 
     def predict_arrays(self, batch) -> np.ndarray:
-        """Class probabilities (N, num_classes) for an already preprocessed batch."""
-        return softmax(np.asarray(self.backend(batch), dtype=np.float64))
+        """Class probabilities (N, num_classes) for a preprocessed batch, (N, C, H, W) or (N, V, C, H, W)."""
+        return self.scored(batch)[0]
 
-    def _results(self, probs: np.ndarray, topk: int, paths: Sequence[str | None]) -> list[Prediction]:
+    def scored(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, the reject rule's score per image or None) for a preprocessed batch."""
+        if batch.ndim == 5:
+            n, v = batch.shape[:2]
+            logits = np.asarray(self.backend(batch.reshape(n * v, *batch.shape[2:]))).reshape(n, v, -1)
+        else:
+            logits = self.backend(batch)
+        probs, z = merge_views(np.asarray(logits, dtype=np.float64), self.temperature)
+        return probs, (score(self.reject.score, probs, z) if self.reject else None)
+
+    def _results(self, probs: np.ndarray, topk: int, paths: Sequence[str | None], scores=None) -> list[Prediction]:
         k = max(1, min(topk, len(self.classes)))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         out = []
-        for row, idx, path in zip(probs, order, paths):
+        for i, (row, idx, path) in enumerate(zip(probs, order, paths)):
             top = [(self.classes[j], float(row[j])) for j in idx]
-            out.append(Prediction(label=top[0][0], confidence=top[0][1], index=int(idx[0]), topk=top,
-                                  path=path, probs=row.astype(np.float32)))
+            s = None if scores is None else float(scores[i])
+            unknown = s is not None and s < self.reject.threshold
+            out.append(Prediction(label=UNKNOWN if unknown else top[0][0], confidence=top[0][1], index=int(idx[0]),
+                                  topk=top, path=path, probs=row.astype(np.float32), unknown=unknown, score=s))
         return out
 
     def predict_images(self, images: Sequence[Image.Image], topk: int = 5, batch_size: int = 32
@@ -253,7 +282,8 @@ class Classifier:
         for i in range(0, len(images), max(1, batch_size)):
             xs = [self.transform(to_rgb(im)) for im in images[i:i + batch_size]]
             batch = np.stack(xs) if isinstance(xs[0], np.ndarray) else _stack_tensors(xs)
-            out.extend(self._results(self.predict_arrays(batch), topk, [None] * len(xs)))
+            probs, scores = self.scored(batch)
+            out.extend(self._results(probs, topk, [None] * len(xs), scores))
         return out
 
     def iter_predict(self, paths: Sequence[str], topk: int = 5, batch_size: int = 32, workers="auto",
@@ -279,7 +309,8 @@ class Classifier:
                     if on_skip:
                         on_skip(s)
                 if batch is not None:
-                    yield from self._results(self.predict_arrays(batch), topk, [paths[i] for i in idxs])
+                    probs, scores = self.scored(batch)
+                    yield from self._results(probs, topk, [paths[i] for i in idxs], scores)
                 if bar is not None:
                     bar.update(len(idxs) + len(bad))
         finally:

@@ -148,8 +148,10 @@ def _png_base64(img: Image.Image) -> str:
 
 
 def create_app(checkpoint, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               cam_method: str = "gradcam", device: str = "cpu"):
-    """The FastAPI app for `checkpoint` (a .pt file or run folder)."""
+               cam_method: str = "gradcam", device: str = "cpu", tta: str = "none", reject: str | None = None,
+               reject_below: float | None = None):
+    """The FastAPI app for `checkpoint` (a .pt file or run folder); tta, reject, reject_below as in
+    `Classifier.configure` (an image below the reject rule's threshold is answered with label "unknown")."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse
@@ -157,13 +159,14 @@ def create_app(checkpoint, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int =
     from .explain import Explainer
     from .predict import Classifier
 
-    clf = Classifier.from_checkpoint(checkpoint, device=device)
+    clf = Classifier.from_checkpoint(checkpoint, device=device).configure(tta, reject, reject_below)
     # CAM hooks live on a private copy of the model, behind a lock: plain predictions never touch them
     explainer = Explainer(copy.deepcopy(clf.model), clf.classes, clf.preprocess, cam_method, clf.meta.get("arch"))
     cam_lock = threading.Lock()
     info = {"arch": clf.meta.get("arch"), "mode": clf.meta.get("mode"), "num_classes": len(clf.classes),
             "checkpoint": str(checkpoint), "img_size": clf.preprocess.img_size, "cam_method": cam_method,
-            "cam_layer": explainer.layer_name, "max_bytes": max_bytes, "max_pixels": max_pixels}
+            "cam_layer": explainer.layer_name, "max_bytes": max_bytes, "max_pixels": max_pixels,
+            "temperature": clf.temperature, "tta": tta, "reject": vars(clf.reject) if clf.reject else None}
 
     app = FastAPI(title="transferlearn", description=f"{info['arch']} classifier, {len(clf.classes)} classes",
                   version=_version())
@@ -179,7 +182,8 @@ def create_app(checkpoint, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int =
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", **{k: info[k] for k in ("arch", "mode", "num_classes", "img_size")}}
+        return {"status": "ok", **{k: info[k] for k in ("arch", "mode", "num_classes", "img_size", "temperature",
+                                                          "tta", "reject")}}
 
     @app.get("/classes")
     async def classes():
@@ -188,8 +192,8 @@ def create_app(checkpoint, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int =
     def infer(img: Image.Image, topk: int, cam: bool) -> dict:
         t0 = time.perf_counter()
         pred = clf.predict_images([img], topk=topk)[0]
-        out = {"label": pred.label, "confidence": pred.confidence,
-               "topk": [{"label": lab, "confidence": p} for lab, p in pred.topk]}
+        out = pred.to_dict()
+        del out["path"]
         t1 = time.perf_counter()
         out["ms"] = {"predict": round((t1 - t0) * 1000, 1)}
         if cam:

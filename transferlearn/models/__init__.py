@@ -9,6 +9,8 @@
   without gradients (validation, eval, predict, frozen features).
 - `stages`: a backbone's stages (--freeze-stages, --layer-decay), through TransferNet.stages().
 - `names`: what --arch and --init accept, without torch (for the CLI's help).
+- `trust`: the temperature, the "unknown" scores and thresholds, and the averaging of TTA views that
+  evaluation/ fits and inference/ applies.
 - `mindspore/`: MindSpore .ckpt files of ResNets read and written without MindSpore.
 
 Importing this package costs nothing: a name's module is imported when the name is first used.
@@ -25,4 +27,6 @@ __getattr__, __dir__, __all__ = face(__name__, {
     "weights": ("load_by_position", "load_lite0", "load_mobilenet_v2", "load_weights_file", "read_weights_file",
                 "timm_download", "torchvision_download"),
     "zoo": ("ARCHS", "LeNet5", "register"),
+    "trust": ("SCORES", "UNKNOWN", "DEFAULT_SCORE", "DEFAULT_COVERAGE", "CalibrationError", "RejectRule", "TemperatureScaled", "merge_views",
+              "reject_rule", "score", "temperature_of", "threshold_for_coverage"),
 })

@@ -184,6 +184,26 @@ def plot_roc_curves(roc: dict, classes: list[str], auc: dict, path: str | Path, 
     return _curve_plot(roc, classes, auc, path, "false positive rate", "true positive rate", t, diagonal=True)
 
 
+def plot_reliability(curves: dict[str, dict], path: str | Path, title: str = "Reliability") -> Path:
+    """Reliability diagram: accuracy against mean confidence per bin, one line per curve (as trained,
+    calibrated), the diagonal being perfect calibration; below, how many images each bin holds."""
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(6, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, alpha=0.5, label="perfectly calibrated")
+    for (name, c), color in zip(curves.items(), ("tab:red", "tab:blue")):
+        b = [x for x in c["bins"] if x["count"]]
+        ax.plot([x["confidence"] for x in b], [x["accuracy"] for x in b], "o-", color=color, lw=1.4, ms=4,
+                label=f"{name}: ECE {c['ece']:.3f}")
+        axn.bar([(x["lo"] + x["hi"]) / 2 for x in c["bins"]], [x["count"] for x in c["bins"]],
+                width=(c["bins"][0]["hi"] - c["bins"][0]["lo"]) * (0.9 if color == "tab:red" else 0.45),
+                color=color, alpha=0.5)
+    ax.set(ylabel="accuracy", title=title, xlim=(0, 1.01), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    axn.set(xlabel="confidence (max probability)", ylabel="images")
+    axn.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_per_class(per_class: dict, path: str | Path, title: str = "F1 per class") -> Path:
     """Horizontal F1 bars per class, best at the top, with precision/recall/support as text."""
     warn_if_no_cjk_font(list(per_class))

@@ -252,6 +252,13 @@ def _eval_section(folder: Path, m: dict) -> list[str]:
             rows.append([f"{avg} {k}", _num(m[avg][k])])
     rows += [["macro ROC-AUC (one vs rest)", _num(m["macro"].get("roc_auc"))],
              ["macro average precision", _num(m["macro"].get("ap"))]]
+    if m.get("ece") is not None:
+        rows.append([f"ECE, {m.get('ece_bins', 15)} bins (temperature {_num(m.get('temperature'), 3)})", _num(m["ece"])])
+    if m.get("ece_uncalibrated") is not None:
+        rows.append(["ECE as trained (temperature 1)", _num(m["ece_uncalibrated"])])
+    if m.get("unknown"):
+        u = m["unknown"]
+        rows.append([f"answered unknown ({u['score']} below {_num(u['threshold'])})", _pct(u["share"])])
     out += ["<h3>Metrics</h3>", _table(rows, ["metric", "value"])]
     pc = m.get("per_class", {})
     out.append(_table([[c, _num(v["precision"], 3), _num(v["recall"], 3), _num(v["f1"], 3), v["support"],
@@ -271,6 +278,10 @@ def _eval_section(folder: Path, m: dict) -> list[str]:
                           ["true", "predicted as", "count", "files (most confident first)"], numeric_from=2,
                           numeric_to=3))
     out.append(_img(folder / "mistakes.png", "mistakes"))
+    if (folder / "reliability.png").is_file():
+        out += ["<h3>Calibration</h3>", "<p>Accuracy against confidence: on the diagonal, a 0.8 confidence "
+                "is right 80 % of the time. <code>transferlearn calibrate RUN</code> fits a temperature that "
+                "brings the curve there.</p>", _img(folder / "reliability.png", "reliability diagram")]
     if (folder / "features_2d.png").is_file():
         out += ["<h3>Feature map</h3>", "<p>Penultimate-layer features of each image projected to 2-D; "
                 "well-separated colours mean the backbone separates the classes.</p>",
