@@ -104,7 +104,7 @@ def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, folds: int = 5, 
 
     The probe: features scaled to unit length, then multinomial logistic regression. On a flower_photos copy
     with 5 % of labels flipped, C=3 had the lowest out-of-fold log loss on the given (noisy) labels of the
-    probes tried (docs/audit.md); standardised features overfit into probabilities of 0 and 1, which rank
+    probes tried (docs/trust.md); standardised features overfit into probabilities of 0 and 1, which rank
     worse."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -156,7 +156,7 @@ def outlier_scores(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def auto_folds(labels: np.ndarray, most: int = DEFAULT_FOLDS) -> int:
     """K for the K-fold probes when the user gave none: DEFAULT_FOLDS, fewer when a class has fewer images.
     More folds train each probe on more of the data: on flower_photos with 5 % of labels flipped, top-N recall
-    was 0.788 with 5 folds and 0.801 with 10 (docs/audit.md)."""
+    was 0.788 with 5 folds and 0.801 with 10 (docs/trust.md)."""
     counts = np.bincount(labels)
     return int(max(2, min(most, counts[counts > 0].min()))) if len(counts) else most
 
