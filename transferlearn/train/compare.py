@@ -35,7 +35,7 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
     compare(resume="runs/cmp") continues a compare that was stopped: finished modes are kept, the one in
     progress continues from its last.pt, the rest start."""
     from ..reporting.plots import plot_comparison
-    from ..reporting.report import write_compare_report
+    from ..reporting.report import probe_verdict, write_compare_report
     from .callbacks import report
     if resume:
         out_dir = Path(resume)
@@ -86,6 +86,10 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
     print("\n" + format_comparison(summaries), flush=True)
     print(f"\nwinner: {best} (best val acc {summaries[best]['best_val_acc']:.4f}); "
           f"plots: {out_dir / 'comparison.png'}", flush=True)
+    for mode in modes:
+        verdict = probe_verdict(mode, summaries[mode])
+        if verdict:
+            print(verdict, flush=True)
     return {"best_mode": best, "modes": summaries, "dir": str(out_dir)}
 
 
