@@ -157,7 +157,8 @@ def test_compare_says_when_fine_tuning_did_not_improve_the_probe(dataset, tmp_pa
     # so no fine-tuning epoch can be better than epoch 0
     out = compare(TrainConfig(data=str(dataset), epochs=2, lr=0.0, head_warmup=3, warmup_head="keep",
                               bn_eval_epochs=-1, warmup_patience=0, backbone_runtime="torch", project=str(tmp_path),
-                              name="cmp", **EXACT), modes=["all-layers"])
+                              name="cmp", **EXACT), modes=["last-layer", "all-layers"])  # options: all-layers'
+    assert out["modes"]["last-layer"]["head_warmup"] is None
     s = out["modes"]["all-layers"]
     assert s["best_epoch"] == 0
     printed = capsys.readouterr().out
@@ -165,6 +166,7 @@ def test_compare_says_when_fine_tuning_did_not_improve_the_probe(dataset, tmp_pa
             "none above the probe's") in printed
     report = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
     assert "all-layers&#x27; best model is its head warm-up: fine-tuning did not improve it" in report
+    assert "BatchNorm on the running statistics the probe was fitted with (--bn-eval-epochs)" in report
 
 
 def test_no_verdict_when_fine_tuning_improved():

@@ -121,7 +121,9 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
         out.append(f"{name}: the new head was first trained for {w['epochs']} epochs on the frozen backbone's "
                    f"features ({w['views']} augmented views per image, {w['seconds']:.0f} s; val accuracy "
                    f"{_pct(w['val_acc'])} after it), then every layer was fine-tuned (--head-warmup), starting "
-                   + ("from the probe's head (--warmup-head keep)." if w.get("start", "keep") == "keep" else
+                   + ("from the probe's head (--warmup-head keep)" + (
+                       ", BatchNorm on the running statistics the probe was fitted with (--bn-eval-epochs)."
+                       if w.get("bn_eval_epochs") else ".") if w.get("start", "keep") == "keep" else
                       "from a fresh head, as without the warm-up; the probe stayed a candidate (--warmup-head reset)."))
     be, ep = summary.get("best_epoch"), summary.get("epochs_run") or summary.get("epochs")
     if w and be == 0 and ep:
