@@ -42,6 +42,7 @@ class ModeDefaults:
     head_warmup: int = 0  # epochs of head-only training on frozen features before the backbone trains (train/warmup.py)
     patience: int = 0  # stop after this many evaluations without a better val accuracy (0: never)
     warmup_patience: int = 0  # stop fine-tuning that stalls this many evaluations below the probe (train/stopping.py)
+    bn_eval_epochs: int = 0  # fine-tuning epochs with the backbone's BatchNorm on running statistics (-1: all)
 
 
 DEFAULTS = {
@@ -79,26 +80,43 @@ def apply_mode(model: nn.Module, mode: str, freeze_stages: int = 0) -> list[nn.P
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def param_groups(model: nn.Module, mode: str, lr: float, freeze_stages: int = 0, layer_decay: float = 1.0) -> list:
-    """The optimiser's parameter groups. `layer_decay` d < 1 (discriminative learning rates; ULMFiT, BEiT's
-    layer-wise decay as in timm): the head trains at `lr`, the backbone's last stage at lr * d, the one before
-    at lr * d^2 ..., so the early, most general features move least."""
+def param_groups(model: nn.Module, mode: str, lr: float, freeze_stages: int = 0, layer_decay: float = 1.0,
+                 head_lr_scale: float = 1.0, split: bool = False) -> list:
+    """The optimiser's parameter groups; the head's is always the last. `layer_decay` d < 1 (discriminative
+    learning rates; ULMFiT, BEiT's layer-wise decay as in timm): the head trains at `lr`, the backbone's last
+    stage at lr * d, the one before at lr * d^2 ..., so the early, most general features move least.
+    `head_lr_scale` s: the head at lr * s. `split`: backbone and head in groups of their own even at one lr
+    (a backbone lr warm-up scales the backbone's groups only); otherwise one group, as older checkpoints hold."""
     params = apply_mode(model, mode, freeze_stages)
-    if layer_decay == 1.0 or backbone_frozen(mode):
+    if backbone_frozen(mode) or (layer_decay == 1.0 and head_lr_scale == 1.0 and not split):
         return [{"params": params}]
-    st = model.stages()
-    groups = [{"params": [p for p in g if p.requires_grad], "lr": lr * layer_decay ** (len(st) - i)}
-              for i, g in enumerate(st)]
-    groups.append({"params": list(model.head.parameters()), "lr": lr})
+    head = list(model.head.parameters())
+    if layer_decay == 1.0:
+        heads = {id(p) for p in head}
+        groups = [{"params": [p for p in params if id(p) not in heads], "lr": lr}]
+    else:
+        st = model.stages()
+        groups = [{"params": [p for p in g if p.requires_grad], "lr": lr * layer_decay ** (len(st) - i)}
+                  for i, g in enumerate(st)]
+    groups.append({"params": head, "lr": lr * head_lr_scale})
     return [g for g in groups if g["params"]]
 
 
-def set_train(model: nn.Module, mode: str, freeze_stages: int = 0) -> None:
+def set_train(model: nn.Module, mode: str, freeze_stages: int = 0, bn_eval: bool = False) -> None:
     """model.train() for the training phase, except that a frozen backbone (or its frozen first stages) stays
-    in eval mode: its BatchNorm statistics and dropout stay as they were."""
+    in eval mode: its BatchNorm statistics and dropout stay as they were. `bn_eval`: the backbone's BatchNorm
+    layers also normalise with their running statistics and leave them as they are (their weights still
+    train), so fine-tuning sees the features the head warm-up's probe was fitted to (train/warmup.py)."""
     model.train()
     if backbone_frozen(mode):
         model.backbone.eval()
-    elif freeze_stages:
+        return
+    if freeze_stages:
         for m in model.stage_modules(freeze_stages):
             m.eval()
+    if bn_eval:
+        from torch import nn as tnn  # torch only when training: the CLI's help reads this module
+        norms = (tnn.BatchNorm1d, tnn.BatchNorm2d, tnn.BatchNorm3d, tnn.SyncBatchNorm)  # timm's BatchNormAct2d too
+        for m in model.backbone.modules():
+            if isinstance(m, norms):
+                m.eval()

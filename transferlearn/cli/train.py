@@ -82,6 +82,16 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="where fine-tuning starts after the head warm-up. reset (default): from the head's initial "
                         "weights, exactly as without the warm-up; keep: from the probe's head (LP-FT), which lost "
                         "1-5 points on data far from ImageNet (Fashion-MNIST)")
+    g.add_argument("--bn-eval-epochs", type=int, metavar="N",
+                   help="all-layers: the first N fine-tuning epochs run the backbone's BatchNorm on its running "
+                        "statistics and leave them as they are (its weights still train), the features the head "
+                        f"warm-up's probe was fitted to; -1: every epoch. Default "
+                        f"{DEFAULTS['all-layers'].bn_eval_epochs}; 0: batch statistics from the first step")
+    g.add_argument("--backbone-warmup", type=float, metavar="E",
+                   help="all-layers: the backbone's lr rises linearly from 0 over the first E fine-tuning epochs "
+                        "(the head's starts at its full lr); 0: off")
+    g.add_argument("--head-lr-scale", type=float, metavar="S",
+                   help="all-layers: the head trains at --lr times S (the backbone at --lr)")
     g.add_argument("--freeze-stages", type=int, metavar="K",
                    help="all-layers: keep the backbone's first K stages frozen (weights and BatchNorm statistics, "
                         "as last-layer keeps all of them), so the backward pass stops early. The run's first line "

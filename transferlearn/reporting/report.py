@@ -121,7 +121,9 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
         out.append(f"{name}: the new head was first trained for {w['epochs']} epochs on the frozen backbone's "
                    f"features ({w['views']} augmented views per image, {w['seconds']:.0f} s; val accuracy "
                    f"{_pct(w['val_acc'])} after it), then every layer was fine-tuned (--head-warmup), starting "
-                   + ("from the probe's head (--warmup-head keep)." if w.get("start", "keep") == "keep" else
+                   + ("from the probe's head (--warmup-head keep)" + (
+                       ", BatchNorm on the running statistics the probe was fitted with (--bn-eval-epochs)."
+                       if w.get("bn_eval_epochs") else ".") if w.get("start", "keep") == "keep" else
                       "from a fresh head, as without the warm-up; the probe stayed a candidate (--warmup-head reset)."))
     be, ep = summary.get("best_epoch"), summary.get("epochs_run") or summary.get("epochs")
     if w and be == 0 and ep:
@@ -147,6 +149,17 @@ def fit_reading(summary: dict, rows: list[dict] | None = None) -> list[str]:
     return out
 
 
+def probe_verdict(mode: str, summary: dict) -> str | None:
+    """When a run's best model is its head warm-up (epoch 0), a sentence that says so: a winner at epoch 0 won
+    with a frozen backbone, not by fine-tuning."""
+    if not summary.get("head_warmup") or summary.get("best_epoch") != 0:
+        return None
+    ran = summary.get("epochs_run") or summary.get("epochs")
+    owner = mode + ("'" if mode.endswith("s") else "'s")  # all-layers' best model
+    return (f"{owner} best model is its head warm-up: fine-tuning did not improve it ({ran} fine-tuning "
+            f"epoch{'s' if ran != 1 else ''}, none above the probe's {_pct(summary.get('best_val_acc'))})")
+
+
 def compare_reading(summaries: dict[str, dict]) -> list[str]:
     """Which mode won, by how much, at what time cost, and over-fitting signs."""
     modes = sorted(summaries, key=lambda m: -(summaries[m].get("best_val_acc") or 0))
@@ -161,6 +174,7 @@ def compare_reading(summaries: dict[str, dict]) -> list[str]:
                  f"({_pct(summaries[m]['best_val_acc'])})" for m in modes[1:]]
         s += ", " + " and ".join(parts)
     out.append(s + ".")
+    out += [_e(v) + "." for v in (probe_verdict(m, summaries[m]) for m in modes) if v]
     if len(modes) > 1 and abs(w["best_val_acc"] - summaries[modes[1]]["best_val_acc"]) < 0.01:
         out.append(f"The margin over {_e(modes[1])} is under one point: on a validation set this size "
                    f"the two are effectively tied.")

@@ -35,7 +35,7 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
     compare(resume="runs/cmp") continues a compare that was stopped: finished modes are kept, the one in
     progress continues from its last.pt, the rest start."""
     from ..reporting.plots import plot_comparison
-    from ..reporting.report import write_compare_report
+    from ..reporting.report import probe_verdict, write_compare_report
     from .callbacks import report
     if resume:
         out_dir = Path(resume)
@@ -64,10 +64,11 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
         else:
             # user-set weights apply to the pretrained modes; scratch always starts from random init
             weights = None if mode == "scratch" or cfg.weights in (None, "imagenet", "none") else cfg.weights
-            # --head-warmup belongs to all-layers: the other modes keep their meaning (and their defaults)
-            warmup = cfg.head_warmup if mode == "all-layers" else None
-            run_cfg = TrainConfig(**{**asdict(cfg), "mode": mode, "init": init, "weights": weights,
-                                     "head_warmup": warmup,
+            # --head-warmup and fine-tuning's BatchNorm and lr options belong to all-layers: the other modes keep
+            # their meaning (and their defaults)
+            own = {} if mode == "all-layers" else {"head_warmup": None, "bn_eval_epochs": None,
+                                                   "backbone_warmup": 0.0, "head_lr_scale": 1.0}
+            run_cfg = TrainConfig(**{**asdict(cfg), "mode": mode, "init": init, "weights": weights, **own,
                                      "project": str(out_dir), "name": run, "exist_ok": True, "output": None,
                                      "resume": None})
             summaries[run] = train(run_cfg)
@@ -86,6 +87,10 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
     print("\n" + format_comparison(summaries), flush=True)
     print(f"\nwinner: {best} (best val acc {summaries[best]['best_val_acc']:.4f}); "
           f"plots: {out_dir / 'comparison.png'}", flush=True)
+    for mode in modes:
+        verdict = probe_verdict(mode, summaries[mode])
+        if verdict:
+            print(verdict, flush=True)
     return {"best_mode": best, "modes": summaries, "dir": str(out_dir)}
 
 

@@ -57,6 +57,9 @@ class TrainConfig:
     layer_decay: float = 1.0  # all-layers: lr x decay^k for the backbone's k-th stage from the top (1: one lr)
     warmup_views: int = 2  # augmented views per training image for the head warm-up's features
     warmup_head: str = "reset"  # fine-tuning starts from: reset (the initial head; the probe is a candidate) | keep
+    bn_eval_epochs: int | None = None  # all-layers: first N epochs with BatchNorm on running statistics; -1 all
+    backbone_warmup: float = 0.0  # all-layers: epochs over which the backbone's lr rises linearly from 0
+    head_lr_scale: float = 1.0  # all-layers: the head's lr = lr x this
     patience: int | None = None  # early stopping: evaluations without a better val acc; 0 never; None: mode's
     warmup_patience: int | None = None  # all-layers: stop fine-tuning stalled this long below the probe; None: mode's
     eval_interval: int = 1
@@ -108,6 +111,8 @@ class TrainConfig:
         c.head_warmup = d.head_warmup if c.head_warmup is None else c.head_warmup
         c.patience = d.patience if c.patience is None else c.patience
         c.warmup_patience = d.warmup_patience if c.warmup_patience is None else c.warmup_patience
+        c.bn_eval_epochs = d.bn_eval_epochs if c.bn_eval_epochs is None else c.bn_eval_epochs
+        check_finetuning(c)
         for name in ("head_warmup", "patience", "warmup_patience"):
             if getattr(c, name) < 0:
                 raise ValueError(f"{option_flag(name)} {getattr(c, name)}: give 0 (off) or a number of epochs")
@@ -147,7 +152,20 @@ LEGACY = {"batch_augment": False,  # before batched augmentation, every sample w
           "head_warmup": 0, "warmup_views": 2, "patience": 0,  # before the head warm-up and early stopping
           "freeze_stages": 0, "layer_decay": 1.0,  # before partial fine-tuning and discriminative lrs
           "warmup_head": "keep",  # before --warmup-head: fine-tuning continued from the probe's head
-          "warmup_patience": 0, "progressive_resize": 0}
+          "warmup_patience": 0, "progressive_resize": 0,
+          "bn_eval_epochs": 0, "backbone_warmup": 0.0, "head_lr_scale": 1.0}  # before fine-tuning's BN/lr options
+
+
+def check_finetuning(c: TrainConfig) -> None:
+    """--bn-eval-epochs, --backbone-warmup, --head-lr-scale: how a pretrained backbone meets its new head."""
+    if c.bn_eval_epochs < -1:
+        raise ValueError(f"--bn-eval-epochs {c.bn_eval_epochs}: give 0 (batch statistics from the first step), a "
+                         f"number of epochs, or -1 (running statistics throughout)")
+    if c.backbone_warmup < 0 or c.head_lr_scale <= 0:
+        raise ValueError("--backbone-warmup takes 0 (off) or a number of epochs; --head-lr-scale a factor above 0")
+    if c.mode != "all-layers" and (c.bn_eval_epochs or c.backbone_warmup or c.head_lr_scale != 1.0):
+        raise ValueError(f"--bn-eval-epochs, --backbone-warmup and --head-lr-scale shape how a pretrained backbone "
+                         f"is fine-tuned: they belong to --mode all-layers, not {c.mode}")
 
 
 def check_progressive(c: TrainConfig, spec) -> None:

@@ -16,7 +16,7 @@ from ..models.device import autocast, infer_batches, to_device
 from ..modes import set_train
 from .distributed import DistContext
 from .sampling import seed_step
-from .state import TrainState, new_progress
+from .state import TrainState, bn_eval_at, new_progress, warmup_factor
 
 
 class Interrupted(Exception):
@@ -74,7 +74,8 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
     ctx = ctx or DistContext()
     forward = state.model if forward is None else forward
     epoch, p = state.epoch + 1, state.progress
-    set_train(state.model, state.mode, state.freeze_stages)
+    set_train(state.model, state.mode, state.freeze_stages, bn_eval_at(epoch, state.bn_eval_epochs))
+    steps = len(batches) if state.backbone_warmup else 0
     bar = _bar(batches, desc, quiet, initial=p["step"])
     t_prev = time.perf_counter()
     for batch in bar:
@@ -88,6 +89,7 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; "
                                          f"lower --lr (now {state.optimizer.param_groups[-1]['lr']:g})")
             state.optimizer.zero_grad(set_to_none=True)
+            scaled = scale_backbone_lr(state, warmup_factor(epoch, p["step"], steps, state.backbone_warmup))
             if state.scaler is not None:
                 state.scaler.scale(loss).backward()
                 state.scaler.step(state.optimizer)
@@ -95,6 +97,8 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
             else:
                 loss.backward()
                 state.optimizer.step()
+            for g, lr in scaled:  # the optimiser (and so a checkpoint) holds the scheduler's lr between steps
+                g["lr"] = lr
             b = y.size(0)
             p["loss_sum"] += loss.item() * b
             p["correct"] += int((logits.argmax(1) == y).sum().item())
@@ -120,6 +124,16 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
     if state.scheduler is not None:
         state.scheduler.step()
     return row
+
+
+def scale_backbone_lr(state: TrainState, factor: float) -> list:
+    """Multiply every group's lr but the head's (the last) by `factor` for one step; returns what to put back."""
+    if factor == 1.0:
+        return []
+    scaled = [(g, g["lr"]) for g in state.optimizer.param_groups[:-1]]
+    for g, lr in scaled:
+        g["lr"] = lr * factor
+    return scaled
 
 
 def sync_buffers(model: nn.Module, ctx: DistContext) -> None:

@@ -42,6 +42,8 @@ class TrainState:
     warmup: dict | None = None  # what the head warm-up did (all-layers; train/warmup.py), once, before epoch 1
     stopped_early: int = 0  # the epoch after which early stopping ended the run (0: it did not)
     freeze_stages: int = 0  # all-layers: the backbone's first stages kept frozen (from the config, not saved)
+    bn_eval_epochs: int = 0  # all-layers: first epochs with BatchNorm on running statistics; -1 all (config)
+    backbone_warmup: float = 0.0  # all-layers: epochs of linear lr warm-up of the backbone's groups (config)
 
     def state_dict(self) -> dict:
         """The training state without the model weights (the checkpoint stores those next to it)."""
@@ -109,9 +111,25 @@ def build_scheduler(optimizer, name: str, epochs: int, step_size: int, gamma: fl
 
 def create_state(model: nn.Module, mode: str, optimizer: str, lr: float, momentum: float, weight_decay: float,
                  scheduler: str, epochs: int, step_size: int, gamma: float, amp: str = "off",
-                 device_type: str = "cpu", freeze_stages: int = 0, layer_decay: float = 1.0) -> TrainState:
-    opt = build_optimizer(param_groups(model, mode, lr, freeze_stages, layer_decay), optimizer, lr, momentum,
-                          weight_decay)
+                 device_type: str = "cpu", freeze_stages: int = 0, layer_decay: float = 1.0,
+                 head_lr_scale: float = 1.0, backbone_warmup: float = 0.0, bn_eval_epochs: int = 0) -> TrainState:
+    groups = param_groups(model, mode, lr, freeze_stages, layer_decay, head_lr_scale, split=backbone_warmup > 0)
+    opt = build_optimizer(groups, optimizer, lr, momentum, weight_decay)
     scaler = torch.amp.GradScaler(device_type) if amp == "fp16" else None
     return TrainState(model=model, optimizer=opt, scheduler=build_scheduler(opt, scheduler, epochs, step_size, gamma),
-                      mode=mode, scaler=scaler, freeze_stages=freeze_stages)
+                      mode=mode, scaler=scaler, freeze_stages=freeze_stages, bn_eval_epochs=bn_eval_epochs,
+                      backbone_warmup=backbone_warmup)
+
+
+def bn_eval_at(epoch: int, bn_eval_epochs: int) -> bool:
+    """Whether fine-tuning epoch `epoch` (1-based) runs the backbone's BatchNorm on running statistics."""
+    return bn_eval_epochs < 0 or epoch <= bn_eval_epochs
+
+
+def warmup_factor(epoch: int, step: int, steps_per_epoch: int, warmup_epochs: float) -> float:
+    """The backbone's lr factor at (epoch, step): rising linearly from 1/n to 1 over the first n =
+    warmup_epochs x steps_per_epoch steps, then 1. A pure function of the position, so a resumed run takes
+    the very steps the uninterrupted one took."""
+    n = warmup_epochs * steps_per_epoch
+    i = (epoch - 1) * steps_per_epoch + step
+    return 1.0 if n <= 0 or i >= n else (i + 1) / n

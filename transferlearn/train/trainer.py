@@ -148,7 +148,8 @@ class Trainer:
                                                 log=self.log) if ctx.is_main else None)
         self.state = create_state(self.model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                                   cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma, self.amp, self.device.type,
-                                  cfg.freeze_stages, cfg.layer_decay)
+                                  cfg.freeze_stages, cfg.layer_decay, cfg.head_lr_scale, cfg.backbone_warmup,
+                                  cfg.bn_eval_epochs)
         if self.resumed:
             self._restore(self._ckpt)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

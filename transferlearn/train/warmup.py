@@ -19,7 +19,9 @@ initial weights and RNG state, exactly as it would have without the warm-up. The
 features of BatchNorm's running statistics; fine-tuning runs BatchNorm on batch statistics, and on data far from
 ImageNet (Fashion-MNIST) those features differ so much that fine-tuning from the probe's head ended 1-5 points
 below fine-tuning from a fresh one, while on hymenoptera the probe itself was the best model (docs/recipe.md).
-`keep` is LP-FT as published: fine-tuning continues from the probe's head.
+`keep` is LP-FT as published: fine-tuning continues from the probe's head. With `--bn-eval-epochs` (modes.set_train)
+fine-tuning runs BatchNorm on the running statistics the probe's features were computed with, so the kept head
+meets the features it was fitted to (docs/finetune.md).
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, am
         probe_head = swap_head(model, fresh[0])
         set_rng_state(fresh[1])
     return {"epochs": cfg.head_warmup, "views": cfg.warmup_views, "lr": d.lr, "start": cfg.warmup_head,
+            "bn_eval_epochs": cfg.bn_eval_epochs,
             "train_loss": row["train_loss"], "train_acc": row["train_acc"], "val_acc": probe["val_acc"],
             "val_loss": probe["val_loss"], "val_images": probe["val_images"],
             "feature_seconds": round(t_features, 2), "seconds": round(time.perf_counter() - t0, 2)}, probe_head
