@@ -132,7 +132,8 @@ def probes(data: Path, truth_csv: Path, cs: list[float], folds: int, json_path: 
     if json_path:
         import resultfile
         meta = resultfile.machine()
-        meta["notes"] = (f"{n} planted flips in {len(labels)} images; {DEFAULT_ARCH} features once "
+        meta["notes"] = (f"{n} planted flips in {len(labels)} images (the copy `bench/audit_flips.py make` wrote); "
+                         f"{DEFAULT_ARCH} features once "
                          f"({t_feat:.0f} s), then the out-of-fold probes (unit-length features + logistic regression) "
                          f"per C, the audit's cleanlab filter on their probabilities; load average {load0:.1f} -> "
                          f"{os.getloadavg()[0]:.1f} (1 minute, {os.cpu_count()} logical CPUs)")
