@@ -96,7 +96,8 @@ def write_score(json_path: Path, res: dict, audit_json: Path) -> None:
                  ["everything cleanlab flagged", folds, res["flagged"], res["precision"], res["recall"]]]})
 
 
-def probes(data: Path, truth_csv: Path, cs: list[float], folds: int, json_path: Path | None = None) -> list[list]:
+def probes(data: Path, truth_csv: Path, cs: list[float], folds: int,
+           json_path: Path | None = None) -> list[list]:
     import time
 
     import numpy as np

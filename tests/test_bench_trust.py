@@ -29,9 +29,11 @@ def test_audit_score_writes_a_result_file_with_the_audits_folds(tmp_path, monkey
     res = audit_flips.score(tmp_path / "truth.csv", out / "label_issues.csv", dest)
     assert res["flagged"] == 3 and res["top_n_recall"] == 0.5 and res["recall"] == 1.0
     raw = json.loads(dest.read_text(encoding="utf-8"))
-    assert raw["machine"]["command"] == f"python bench/audit_flips.py score truth.csv audit/label_issues.csv --json {rel}"
+    assert raw["machine"]["command"] == ("python bench/audit_flips.py score truth.csv audit/label_issues.csv "
+                                         f"--json {rel}")
     assert command_problems(rel, raw["machine"]) == []
-    assert raw["rows"] == [["top N (N = 2 planted)", 10, 2, 0.5, 0.5], ["everything cleanlab flagged", 10, 3, 0.667, 1.0]]
+    assert raw["rows"] == [["top N (N = 2 planted)", 10, 2, 0.5, 0.5],
+                           ["everything cleanlab flagged", 10, 3, 0.667, 1.0]]
     assert "root" not in raw["audit"] and "10 folds" in raw["machine"]["notes"]
 
 
