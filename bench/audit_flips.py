@@ -81,10 +81,10 @@ def write_score(json_path: Path, res: dict, audit_json: Path) -> None:
     keep = ("images", "arch", "features", "folds", "probe", "probe_accuracy", "feature_seconds", "seconds")
     audit = {k: audit[k] for k in keep if k in audit}
     meta = resultfile.machine()
-    meta["notes"] = (f"{res['planted']} planted flips in {audit.get('images', '?')} images; the audit: "
-                     f"{audit.get('folds', '?')} folds, {audit.get('probe', 'probe not recorded')} on "
-                     f"{audit.get('arch', '?')} features, out-of-fold probe accuracy {audit.get('probe_accuracy', '?')} "
-                     f"on the noisy labels, {audit.get('seconds', '?')} s ({audit.get('feature_seconds', '?')} s of it "
+    a = {k: audit.get(k, "?") for k in keep}
+    meta["notes"] = (f"{res['planted']} planted flips in {a['images']} images; the audit: {a['folds']} folds, "
+                     f"{audit.get('probe', 'probe not recorded')} on {a['arch']} features, out-of-fold probe accuracy "
+                     f"{a['probe_accuracy']} on the noisy labels, {a['seconds']} s ({a['feature_seconds']} s of it "
                      f"the features)")
     folds = audit.get("folds", "not recorded")
     resultfile.write(Path(json_path), {
