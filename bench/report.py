@@ -78,17 +78,80 @@ def benchmark_block() -> str:
     return "\n".join(out)
 
 
-def generic_block(pattern: str) -> str:
-    """Result files that hold a finished table (columns, rows) rather than raw runs."""
+def generic_block(pattern: str, decimals: int | None = None) -> str:
+    """Result files that hold a finished table (columns, rows) rather than raw runs. Accuracies get 4 decimals, as
+    the runs print them, other numbers as stored; `decimals` gives every fraction that many instead."""
     out = []
     for path in resultfile.all_results(pattern):
         raw = resultfile.load(path)
         out += [f"*{raw['title']}*", ""] + heading(path, raw)
         out += ["| " + " | ".join(raw["columns"]) + " |", "|" + "---|" * len(raw["columns"])]
-        acc = [" acc" in f" {c}" for c in raw["columns"]]  # accuracies as the runs print them: 4 decimals
-        out += ["| " + " | ".join(f"{c:.4f}" if a and isinstance(c, float) else str(c) for a, c in zip(acc, row))
+        acc = [" acc" in f" {c}" for c in raw["columns"]]
+        places = [decimals or (4 if a else None) for a in acc]
+        out += ["| " + " | ".join(f"{c:.{d}f}" if d and isinstance(c, float) else str(c) for d, c in zip(places, row))
                 + " |" for row in raw["rows"]] + [""]
     return "\n".join(out)
+
+
+def trust_runs(table, first: bool = False) -> str:
+    """One of docs/trust.md's questions (calibration, unknown, TTA) from each bench/trust.py result file; the
+    first question's table is headed with the file's machine and command, the others point to it."""
+    out = []
+    for path in resultfile.all_results("trust_*.json"):
+        raw = resultfile.load(path)
+        out += heading(path, raw) if first else [f"**`{rel(path)}`**: machine and command under Calibration.", ""]
+        out += table(raw["runs"]) + [""]
+    return "\n".join(out)
+
+
+def calibration_table(runs: dict) -> list[str]:
+    """ECE before and after temperature scaling. The cross-fitted columns are measured on halves of val with T
+    fitted on the other half; the in-sample one is what `transferlearn calibrate` prints, T fitted where measured."""
+    lines = ["| run | val images | accuracy | T fitted on all val (on each half) | ECE as trained | "
+             "ECE as trained, on halves | **ECE calibrated, cross-fitted** | ECE calibrated, in-sample |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        c = r["calibration"]
+        halves = ", ".join(f"{t:.3f}" for t in c["t_halves"])
+        lines.append(f"| {name} | {r['images']} | {r['tta']['none']['accuracy']:.4f} | {c['t_all']:.3f} ({halves}) | "
+                     f"{c['ece_before']:.4f} | {c['ece_before_crossfit']:.4f} | **{c['ece_after_crossfit']:.4f}** | "
+                     f"{c['ece_after_in_sample']:.4f} |")
+    return lines
+
+
+def unknown_table(runs: dict) -> list[str]:
+    """AUROC and FPR at 95 % TPR of each score against each set of strangers, as trained (T = 1) and calibrated."""
+    lines = []
+    for name, r in runs.items():
+        if not r.get("ood"):
+            continue
+        sets = list(dict.fromkeys(o["set"] for o in r["ood"]))
+        imgs = {o["set"]: o["images"] for o in r["ood"]}
+        lines += [f"In-distribution: the {name} run's val ({r['images']} images); strangers: "
+                  + ", ".join(f"{s} ({imgs[s]} images)" for s in sets) + ".", "",
+                  "| score | T | " + " | ".join(f"{s}: AUROC | {s}: FPR@95%TPR" for s in sets) + " |",
+                  "|---|---|" + "---|---|" * len(sets)]
+        cells: dict[tuple, dict] = {}
+        for o in r["ood"]:
+            cells.setdefault((o["score"], o["temperature"]), {})[o["set"]] = o
+        for (kind, t), row in cells.items():
+            tt = "1" if t == 1.0 else f"{t:.3g} (calibrated)"
+            lines.append(f"| {kind} | {tt} | " + " | ".join(f"{row[s]['auroc']:.4f} | {row[s]['fpr95']:.4f}"
+                                                           for s in sets) + " |")
+        lines.append("")
+    return lines
+
+
+def tta_table(runs: dict) -> list[str]:
+    """Accuracy, ECE and time over val per TTA mode; the cost is the time against no TTA on the same run."""
+    lines = ["| run | TTA | accuracy | ECE (T = 1) | seconds for val | images/s | time vs none |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in runs.items():
+        none = r["tta"]["none"]["seconds"]
+        for mode, m in r["tta"].items():
+            lines.append(f"| {name} ({r['images']}) | {mode} | {m['accuracy']:.4f} | {m['ece_t1']:.4f} | "
+                         f"{m['seconds']:.1f} | {m['images_per_second']:.1f} | {m['seconds'] / none:.1f}x |")
+    return lines
 
 
 def machines_block() -> str:
@@ -120,6 +183,10 @@ BLOCKS = {
     "peers-flowers": lambda: peers_block("flowers"),
     "peers-fmnist224": lambda: peers_block("fmnist224"),
     "benchmark": benchmark_block,
+    "trust-audit": lambda: generic_block("audit-*.json", decimals=3),
+    "trust-calibration": lambda: trust_runs(calibration_table, first=True),
+    "trust-unknown": lambda: trust_runs(unknown_table),
+    "trust-tta": lambda: trust_runs(tta_table),
 }
 
 

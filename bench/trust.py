@@ -2,7 +2,11 @@
 FPR at 95 % TPR of msp, energy, maxlogit) and TTA's gain and cost, for trained runs.
 
     python bench/trust.py --run hymenoptera=RUN1 --run flowers=RUN2 --ood-run flowers \
-        --ood /work/shared/data/hymenoptera_data/val --fmnist /usr/share/datasets/fashion-mnist --out results.json
+        --ood ../shared/data/hymenoptera_data/val --fmnist /usr/share/datasets/fashion-mnist \
+        --json bench/results/CPU-KIND/trust_flowers-hymenoptera_lite0.json
+
+The result file (bench/resultfile.py: the machine, the command; by default
+bench/results/<cpu-kind>/trust_<run names>_<arch>.json) is what docs/benchmarks.md's trust tables are made of.
 
 ECE is measured honestly by 2-fold cross-fitting on val: T fitted on one half, ECE measured on the other,
 both ways, then the two halves' ECE averaged (weighted by size); the in-sample figure (T fitted and
@@ -11,7 +15,8 @@ measured on all of val, as `transferlearn calibrate` reports) is given beside it
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +27,12 @@ from transferlearn.evaluation import metrics as M
 from transferlearn.evaluation.calibrate import fit_temperature
 from transferlearn.evaluation.evaluate import predict_folder, resolve_samples
 from transferlearn.models import load_model, merge_views, score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # resultfile, beside this script
+import resultfile  # noqa: E402
+
+SHORT = {"efficientnet_lite0": "lite0", "mobilenet_v2": "mnv2"}  # arch -> the name result files use
+FMNIST_SET = "fashion-mnist test"
 
 
 def ece(labels, logits, t):
@@ -72,9 +83,11 @@ def main():
     ap.add_argument("--fmnist", default=None, help="folder of the Fashion-MNIST idx.gz files (500 test images used)")
     ap.add_argument("--tta", default="none,flip,5crop")
     ap.add_argument("--workers", default="1")
-    ap.add_argument("--out", default="bench/results_trust.json")
+    ap.add_argument("--json", default=None,
+                    help="the result file (default bench/results/<cpu-kind>/trust_<run names>_<arch>.json)")
     a = ap.parse_args()
-    res = {"cpu": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(), "runs": {}}
+    load0 = os.getloadavg()[0]
+    res = {"machine": resultfile.machine(), "runs": {}}
     for name, run in (r.split("=", 1) for r in a.run):
         model, ckpt = load_model(run)
         samples, src = resolve_samples((ckpt.get("args") or {})["data"], "val", list(ckpt["classes"]), ckpt.get("args"))
@@ -99,11 +112,12 @@ def main():
             print(name, mode, r["tta"][mode], flush=True)
         print(name, r["calibration"], flush=True)
         if name == a.ood_run:
-            folders = list(a.ood) + ([str(fmnist_images(Path(a.fmnist), Path("/tmp/trust_ood/fmnist")))]
-                                     if a.fmnist else [])
+            sets = {f"{Path(f).parent.name}/{Path(f).name}": f for f in a.ood}
+            if a.fmnist:
+                sets[FMNIST_SET] = str(fmnist_images(Path(a.fmnist), Path("/tmp/trust_ood/fmnist")))
             t_all = r["calibration"]["t_all"]
-            r["ood"] = {}
-            for folder in folders:
+            r["ood"] = []
+            for name_ood, folder in sets.items():
                 from transferlearn.data import list_images
                 files = [(f, 0) for f in list_images(folder)]
                 q = predict_folder(model, files, ckpt["preprocess"], 32, a.workers, "cpu")
@@ -111,11 +125,19 @@ def main():
                     pin, zin = merge_views(base.logits, t)
                     pout, zout = merge_views(q.logits, t)
                     for kind in ("msp", "energy", "maxlogit"):
-                        key = f"{Path(folder).parent.name}/{Path(folder).name} T={t:.3g} {kind}"
-                        r["ood"][key] = {**ood_metrics(score(kind, pin, zin), score(kind, pout, zout)),
-                                         "images": len(q.labels)}
-                        print(key, r["ood"][key], flush=True)
-    Path(a.out).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+                        row = {"set": name_ood, "temperature": t, "score": kind,
+                               **ood_metrics(score(kind, pin, zin), score(kind, pout, zout)), "images": len(q.labels)}
+                        r["ood"].append(row)
+                        print(row, flush=True)
+    m = res["machine"]
+    m["notes"] = (f"last-layer runs' val splits through `predict_folder` ({a.workers} loader worker(s), batch 32, "
+                  f"PyTorch on the CPU); ECE in 15 bins, cross-fitted on 2 random halves of val (seed 0); load "
+                  f"average {load0:.1f} -> {os.getloadavg()[0]:.1f} (1 minute, {os.cpu_count()} logical CPUs; "
+                  f"above their count, other jobs shared the machine and only the times' ratios mean something)")
+    arch = "-".join(sorted({SHORT.get(r["arch"], r["arch"]) for r in res["runs"].values()}))
+    out = Path(a.json) if a.json else resultfile.result_path("trust", "-".join(sorted(res["runs"])), arch, m)
+    resultfile.write(out, res)
+    print(f"raw numbers: {out}")
 
 
 if __name__ == "__main__":
