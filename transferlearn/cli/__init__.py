@@ -8,7 +8,7 @@ import sys
 
 # module name -> its subcommands are registered by that module's add_parser()
 COMMAND_MODULES = ["train", "models", "demo", "data", "eval", "predict", "explain", "export", "serve", "visualize",
-                   "convert"]
+                   "convert", "lr_find", "tune"]
 
 
 def build_parser() -> argparse.ArgumentParser:
