@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import balance_setup, find_splits, preprocess_config
+from ..data import balance_setup, default_cache_root, find_splits, preprocess_config
 from ..models import create_model, get_spec
 from ..models.device import autocast, model_to, pick_device, to_device
 from ..modes import set_train
@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .distributed import DistContext
 from .features import feature_batches, remembered_features
 from .pipeline import image_batches, image_datasets
-from .precision import resolve_amp
+from .precision import choose_amp
 from .state import create_state, rng_state, set_rng_state
 
 
@@ -122,7 +122,6 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, steps
     if not 0 < start_lr < end_lr:
         raise ValueError(f"lr range {start_lr:g} to {end_lr:g}: give 0 < start < end")
     device = pick_device(cfg.device)
-    amp = resolve_amp(cfg.amp, device) if device.type == "cuda" else ("off" if cfg.amp == "auto" else cfg.amp)
     torch.manual_seed(cfg.seed)
     splits = find_splits(cfg.data, cfg.val_split, cfg.seed)
     spec = get_spec(cfg.arch)
@@ -132,6 +131,8 @@ def lr_find(cfg: TrainConfig, start_lr: float = 1e-7, end_lr: float = 1.0, steps
     model = model_to(create_model(cfg.arch, len(splits.classes), weights=cfg.weights, init=cfg.init, log=log,
                                   in_channels=cfg.in_channels, img_size=(cfg.img_size, cfg.train_size, cfg.train_size)),
                      device)
+    amp = choose_amp(cfg.amp, device, model, cfg.arch, (cfg.batch_size, cfg.in_channels, cfg.train_size, cfg.train_size),
+                     cfg.mode, cfg.freeze_stages, cfg.cache_dir or default_cache_root(), log=log)  # as the run will
     state = create_state(model, cfg.mode, cfg.optimizer, start_lr, cfg.momentum, cfg.weight_decay, "none", 1,
                          cfg.step_size, cfg.gamma, amp, device.type, cfg.freeze_stages, cfg.layer_decay)
     criterion = nn.CrossEntropyLoss(weight=None if weight is None else weight.to(device),

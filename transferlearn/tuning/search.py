@@ -112,11 +112,11 @@ def finished(trial) -> bool:
     return state in ("COMPLETE", "PRUNED") or (state == "FAIL" and not trial.user_attrs.get("interrupted"))
 
 
-def tune(cfg: TrainConfig | None = None, trials: int | None = 20, timeout: float | None = None,
+def tune(cfg: TrainConfig | None = None, trials: int | None = None, timeout: float | None = None,
          space: dict | None = None, pruner: str = "median", split: str = "val", resume: str | None = None,
          source: str = "space", log=print, **overrides) -> dict:
     """Search the training options of `cfg` (or continue the search in folder `resume`) until the study has
-    `trials` finished trials or `timeout` seconds have passed. `space`: changes to the mode's default space
+    `trials` finished trials (default 20; resumed: as started) or `timeout` seconds have passed. `space`: changes to the mode's default space
     (tuning/space.py). Returns the search's summary (also TUNE/summary.json)."""
     import optuna
 
@@ -131,7 +131,7 @@ def tune(cfg: TrainConfig | None = None, trials: int | None = 20, timeout: float
         params = {k: parse_param(k, v, "tune.yaml") for k, v in saved["space"].items()}
         pruner, split, trials = saved["pruner"], saved["split"], trials or saved["trials"]
     else:
-        cfg = TrainConfig(**{**asdict(cfg or TrainConfig()), **overrides})
+        cfg, trials = TrainConfig(**{**asdict(cfg or TrainConfig()), **overrides}), trials or 20
         if pruner not in PRUNERS:
             raise TuneError(f"--pruner {pruner}: choose one of {', '.join(PRUNERS)}")
         cfg, params = start(cfg, space, split, source)
