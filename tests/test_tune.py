@@ -132,6 +132,13 @@ def test_lr_find_bad_input_is_one_line(tmp_path):
     assert r.stderr.strip().splitlines()[0].startswith("error: ") and "missing" in r.stderr
 
 
+def test_public_api_has_lr_find_and_tune():
+    import transferlearn
+    from transferlearn.train.lr_find import lr_find
+    from transferlearn.tuning.search import tune
+    assert transferlearn.lr_find is lr_find and transferlearn.tune is tune
+
+
 def test_an_lr_that_is_not_a_number_is_refused():
     from transferlearn.train import TrainConfig
     with pytest.raises(ValueError, match="give a number"):
