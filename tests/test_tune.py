@@ -294,6 +294,19 @@ def test_every_trial_failing_is_one_error(dataset, tmp_path, monkeypatch):
         search(dataset, tmp_path, 2)
 
 
+def test_split_test_reports_the_best_and_the_defaults_on_unseen_data(dataset, tmp_path, one_torch_thread):
+    import shutil
+
+    from transferlearn.errors import TuneError
+    with pytest.raises(TuneError, match="has no test/ folder"):
+        search(dataset, tmp_path, 2, split="test")
+    shutil.copytree(dataset / "val", dataset / "test")
+    out, text = search(dataset, tmp_path, 2, split="test")
+    assert 0 <= out["test_acc"]["best"] <= 1 and 0 <= out["test_acc"]["defaults"] <= 1
+    assert "on the test split (unseen by the search): best" in text
+    assert (Path(out["dir"]) / "test" / "trial-000").is_dir()
+
+
 # ---------------------------------------------------------------- CLI
 
 def test_tune_cli_end_to_end(dataset, tmp_path):
