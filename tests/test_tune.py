@@ -211,6 +211,7 @@ def test_tune_writes_csv_plot_and_args_that_train_cfg_replays(dataset, tmp_path,
     assert [t["state"] for t in out["trials"]] == ["complete"] * 3
     assert out["trials"][0]["defaults"] and out["trials"][0]["lr"] == pytest.approx(1e-3)  # trial 0: the defaults
     assert "selected on the val split" in text and "defaults (trial 0)" in text
+    assert yaml.safe_load((folder / "tune.yaml").read_text(encoding="utf-8"))["pruner"] == "none"  # auto: seconds a trial
     best = out["trials"][out["best_trial"]]
     args = yaml.safe_load((folder / "args.yaml").read_text(encoding="utf-8"))
     assert args["lr"] == pytest.approx(best["lr"]) and args["epochs"] == 2  # fixed by the space

@@ -45,9 +45,10 @@ def add_parser(sub) -> None:
                    help="YAML changes to the default space, e.g. `lr: {low: 1.0e-4, high: 1.0e-2, log: true}`, "
                         "`augment: [light, standard, strong]`, `epochs: 15` (fixed), `head_warmup: null` (not "
                         "searched); docs/tune.md")
-    p.add_argument("--pruner", choices=("median", "asha", "none"), default="median",
-                   help="stop unpromising trials early: median (below the median of earlier trials at the same "
-                        "epoch; default), asha (successive halving), none")
+    p.add_argument("--pruner", choices=("auto", "median", "asha", "none"), default="auto",
+                   help="stop unpromising trials early: median (below the median of the earlier trials at the same "
+                        "epoch, from the 4th trial and the first epoch on), asha (successive halving), none. auto "
+                        "(default): none in last-layer mode (a trial is seconds), median otherwise")
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="val (default): report the val accuracy the options were chosen on (optimistic); test: "
                         "also evaluate the best and the defaults on DATA/test/, which the search never saw")

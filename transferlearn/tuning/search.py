@@ -25,7 +25,7 @@ from ..train.callbacks import Callback, CSVLogger, RunFiles
 from ..train.config import TrainConfig, config_fields
 from .space import Param, build_space, parse_param
 
-PRUNERS = ("median", "asha", "none")
+PRUNERS = ("auto", "median", "asha", "none")
 SPLITS = ("val", "test")
 
 
@@ -113,7 +113,7 @@ def finished(trial) -> bool:
 
 
 def tune(cfg: TrainConfig | None = None, trials: int | None = None, timeout: float | None = None,
-         space: dict | None = None, pruner: str = "median", split: str = "val", resume: str | None = None,
+         space: dict | None = None, pruner: str = "auto", split: str = "val", resume: str | None = None,
          source: str = "space", log=print, **overrides) -> dict:
     """Search the training options of `cfg` (or continue the search in folder `resume`) until the study has
     `trials` finished trials (default 20; resumed: as started) or `timeout` seconds have passed. `space`: changes to the mode's default space
@@ -136,6 +136,8 @@ def tune(cfg: TrainConfig | None = None, trials: int | None = None, timeout: flo
         if pruner not in PRUNERS:
             raise TuneError(f"--pruner {pruner}: choose one of {', '.join(PRUNERS)}")
         cfg, params = start(cfg, space, split, source)
+        if pruner == "auto":  # a head on cached features: a trial costs seconds, and pruning after its first epochs
+            pruner = "none" if cfg.resolved().feature_cache else "median"  # cut good slow starters (docs/tune.md)
         folder = claim_run_dir(cfg.project, cfg.name or "tune", cfg.exist_ok)
         write_yaml(folder / "tune.yaml", {"config": asdict(cfg), "space": {k: param_raw(p) for k, p in params.items()},
                                           "pruner": pruner, "split": split, "trials": trials})
