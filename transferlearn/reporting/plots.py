@@ -128,6 +128,7 @@ def plot_tune(rows: list[dict], path: str | Path, title: str = "", param: str | 
         best = max(best, float(r["value"]))
         line.append((int(r["trial"]), best))
     if line:
+        line.append((max(int(r["trial"]) for r in rows), best))  # to the last trial
         ax.step(*zip(*line), where="post", color="tab:orange", label="best so far")
     failed = [int(r["trial"]) for r in rows if r["state"] == "fail"]
     for i, t in enumerate(failed):
