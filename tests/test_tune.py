@@ -197,7 +197,7 @@ SMALL_SPACE = {"epochs": 2, "augment": ["standard"]}  # trial 0 is then the defa
 def search(dataset, project, trials, **kw):
     from transferlearn.tuning import tune
     lines = []
-    out = tune(data=str(dataset), mode="last-layer", project=str(project), trials=trials,
+    out = tune(data=str(dataset), mode=kw.pop("mode", "last-layer"), project=str(project), trials=trials,
                space=kw.pop("space", SMALL_SPACE), log=lines.append, **{**TINY, **kw})
     return out, "\n".join(lines)
 
@@ -225,6 +225,16 @@ def test_tune_writes_csv_plot_and_args_that_train_cfg_replays(dataset, tmp_path,
     assert replayed["lr"] == pytest.approx(best["lr"]) and replayed["epochs"] == 2
     summary = yaml.safe_load((tmp_path / "replay" / "last-layer" / "summary.json").read_text(encoding="utf-8"))
     assert summary["best_val_acc"] == pytest.approx(best["value"], abs=1e-6)  # same options and seed, same result
+
+
+def test_all_layers_trials_share_the_head_warmups_features_across_training_crops(dataset, tmp_path, one_torch_thread):
+    out, _ = search(dataset, tmp_path, 3, mode="all-layers", space={"epochs": 1, "head_warmup": [2],
+                                                                   "train_size": [40, 48, 56, 64], "augment": ["standard"]})
+    sizes = [t["train_size"] for t in out["trials"]]
+    assert [t["state"] for t in out["trials"]] == ["complete"] * 3 and len(set(sizes)) > 1, sizes  # seeded draws
+    logs = [(Path(t["run_dir"]) / "train.log").read_text(encoding="utf-8") for t in out["trials"]]
+    assert "frozen features: 2 views" in logs[0]
+    assert all("frozen features: computed earlier in this process, reused" in log for log in logs[1:])
 
 
 def test_tune_resumes_without_redoing_finished_trials(dataset, tmp_path, one_torch_thread):
