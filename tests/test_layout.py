@@ -14,7 +14,7 @@ from layout import imports, module_name, modules, part
 
 # part -> its layer in docs/architecture.md: a part imports only parts of lower layers
 LAYER = {"errors": 0, "lazy": 0, "machine": 0, "data": 1, "runs": 1, "modes": 1, "models": 2, "reporting": 2,
-         "train": 3, "evaluation": 3, "inference": 3, "datatools": 4, "cli": 5, "__main__": 6}
+         "train": 3, "evaluation": 3, "inference": 3, "datatools": 4, "tuning": 4, "cli": 5, "__main__": 6}
 OUTSIDE = {"(top)": {"moved"}, "moved": set()}  # the package face, and the old import paths
 
 
@@ -260,8 +260,9 @@ def test_training_options_are_the_config_fields_with_its_defaults():
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     parsers = _command_parsers()
     dests = {cmd: {a.dest for a in parsers[cmd]._actions} - {"help"} for cmd in ("train", "compare")}
-    assert dests["train"] == set(defaults), dests["train"] ^ set(defaults)
-    assert dests["compare"] - set(defaults) == {"modes", "inits"}
+    assert dests["train"] - set(defaults) == {"cfg"}, dests["train"] ^ set(defaults)  # --cfg FILE: options' source
+    assert set(defaults) <= dests["train"], set(defaults) - dests["train"]
+    assert dests["compare"] - set(defaults) == {"modes", "inits", "cfg"}
     for cmd in ("train", "compare"):
         ns = vars(parsers[cmd].parse_args([]))
         assert {k: ns[k] for k in defaults} == defaults

@@ -6,13 +6,15 @@
     model, ckpt = transferlearn.load_model("runs/last-layer")
     transferlearn.calibrate("runs/last-layer")            # temperature + unknown threshold, into best.pt
     clf = transferlearn.Classifier.load("runs/last-layer", reject="auto", tta="flip")
+    found = transferlearn.lr_find(transferlearn.TrainConfig(data="fruit30_split"))   # found.suggested
+    search = transferlearn.tune(data="fruit30_split", mode="last-layer", trials=20)  # search["best_params"]
 
 The layers, and where each thing lives: docs/architecture.md.
 """
 __version__ = "0.1.0"
 
 __all__ = ["Classifier", "train", "compare", "TrainConfig", "load_model", "create_model", "list_archs", "calibrate",
-           "__version__"]
+           "lr_find", "tune", "__version__"]
 
 from . import moved as _moved  # noqa: E402  (old import paths such as transferlearn.predict keep working)
 
@@ -22,7 +24,8 @@ _moved.install()
 _API = {"train": "transferlearn.train", "compare": "transferlearn.train.compare", "TrainConfig": "transferlearn.train",
         "load_model": "transferlearn.models", "Classifier": "transferlearn.inference.predict",
         "create_model": "transferlearn.models", "list_archs": "transferlearn.models",
-        "calibrate": "transferlearn.evaluation.calibrate"}
+        "calibrate": "transferlearn.evaluation.calibrate",
+        "lr_find": "transferlearn.train.lr_find", "tune": "transferlearn.tuning"}
 
 
 def __getattr__(name):

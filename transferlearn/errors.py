@@ -77,5 +77,15 @@ class CacheFolderError(TransferlearnError, NotADirectoryError):
     hint = "unset TRANSFERLEARN_CACHE to use ~/.cache/transferlearn, or point it at a folder"
 
 
+class OptionsFileError(TransferlearnError, ValueError):
+    """A YAML file of options (`--cfg FILE`, `tune --space FILE`) that cannot be used; the message names the key."""
+    hint = "the keys are train's options with _ for - (lr, weight_decay, label_smoothing ...): docs/tune.md"
+
+
+class TuneError(TransferlearnError, RuntimeError):
+    """A search that cannot start or continue as asked; the message says what to do."""
+    hint = "`transferlearn tune --help`; docs/tune.md describes the search, its folder and --resume"
+
+
 class MissingExtra(TransferlearnError, ImportError):
     """An optional package (a pip extra) that this feature needs is not installed."""

@@ -8,7 +8,7 @@ import sys
 
 # module name -> its subcommands are registered by that module's add_parser()
 COMMAND_MODULES = ["train", "models", "demo", "data", "eval", "predict", "explain", "export", "serve", "visualize",
-                   "convert", "info", "calibrate"]
+                   "convert", "info", "calibrate", "lr_find", "tune"]
 
 
 class VersionAction(argparse.Action):

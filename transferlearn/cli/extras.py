@@ -6,7 +6,7 @@ import sys
 # import name -> the pip extra that provides it
 EXTRA_OF = {"onnx": "export", "onnxruntime": "export", "onnxscript": "export", "pytorch_grad_cam": "explain",
             "cv2": "explain", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
-            "multipart": "serve", "starlette": "serve", "cleanlab": "audit"}
+            "multipart": "serve", "starlette": "serve", "cleanlab": "audit", "optuna": "tune"}
 
 
 def missing_extra(e: ModuleNotFoundError) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 from transferlearn.data import AUGMENT_PRESETS, SMALL_IMAGE, default_augment
 from transferlearn.models import BUILTIN_ARCHS, INITS
@@ -67,7 +68,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int,
                    help="default by mode: " + ", ".join(f"{m} {d.epochs}" for m, d in DEFAULTS.items()))
     g.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    g.add_argument("--lr", type=float)
+    g.add_argument("--lr", type=lr_value, metavar="LR|find",
+                   help="learning rate; default by mode. find: run the lr range test first (`transferlearn lr-find`) "
+                        "and train with its suggestion")
     g.add_argument("--momentum", type=float, help="for sgd")
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--scheduler", choices=["step", "cosine", "none"])
@@ -135,6 +138,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="cache folder (default: $TRANSFERLEARN_CACHE or "
                                                      "~/.cache/transferlearn)")
     g = p.add_argument_group("run")
+    g.add_argument("--cfg", metavar="FILE",
+                   help="options from a YAML file: a run's args.yaml, or the args.yaml `transferlearn tune` writes; "
+                        "options typed on the command line win")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--eval-interval", type=int, help="validate every N epochs")
@@ -161,6 +167,47 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="seconds a process waits for its peers before the run fails (never hangs for ever)")
 
 
+def lr_value(text: str) -> float | str:
+    """--lr: a number, or `find` (the range test's suggestion)."""
+    return "find" if text == "find" else float(text)
+
+
+def apply_cfg_file(args: argparse.Namespace) -> None:
+    """--cfg FILE: its options as if they had been typed, except those typed on the command line."""
+    import yaml
+
+    from transferlearn.errors import OptionsFileError
+    from transferlearn.train.config import config_fields
+    if not getattr(args, "cfg", None):
+        return
+    path = Path(args.cfg)
+    if not path.is_file():
+        raise OptionsFileError(f"--cfg {path}: no such file; give a YAML file of training options (a run's args.yaml)")
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise OptionsFileError(f"--cfg {path}: not a YAML file ({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict):
+        raise OptionsFileError(f"--cfg {path}: holds a {type(d).__name__}; give a mapping of options (lr: 0.001)")
+    unknown = sorted(str(k) for k in set(d) - config_fields())
+    if unknown:
+        raise OptionsFileError(f"--cfg {path}: unknown option(s) {', '.join(unknown)}; the keys are train's options "
+                               f"with _ for - (lr, weight_decay, epochs ...), as in a run's args.yaml")
+    actions = {a.dest: a for a in args._parser._actions}
+    typed = given_options(args._parser, args._argv)
+    for k, v in d.items():
+        a = actions.get(k)
+        if k in typed or a is None:
+            continue
+        try:
+            v = a.type(v) if isinstance(v, str) and a.type not in (None, str) else v
+        except ValueError:
+            raise OptionsFileError(f"--cfg {path}: {k}: {v!r} is not a valid value for {a.option_strings[0]}") from None
+        if a.choices and v is not None and v not in a.choices:
+            raise OptionsFileError(f"--cfg {path}: {k}: {v!r}; choose one of {', '.join(map(str, a.choices))}")
+        setattr(args, k, v)
+
+
 def config_from_args(args: argparse.Namespace):
     names = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
@@ -182,6 +229,7 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
 
 def _run(args, fn, **extra) -> int:
     from transferlearn.train import TrainingInterrupted
+    apply_cfg_file(args)
     cfg = config_from_args(args)
     if args.resume and args.resume != "auto":
         typed = given_options(args._parser, args._argv) - {"resume"}

@@ -95,6 +95,61 @@ def plot_comparison(results: dict[str, list[dict]], summaries: dict[str, dict], 
     return _save(fig, path, title)
 
 
+def plot_lr_find(lrs: list[float], losses: list[float], marks: dict[str, float], path: str | Path,
+                 title: str = "") -> Path:
+    """The lr range test: smoothed loss against lr (log axis), each suggestion marked."""
+    warn_if_no_cjk_font([title])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(lrs, losses, color="tab:blue")
+    ax.set_xscale("log")
+    for (name, lr), c in zip(marks.items(), ("tab:red", "tab:green", "tab:purple")):
+        y = losses[min(range(len(lrs)), key=lambda i: abs(lrs[i] - lr))] if lrs else 0
+        ax.plot([lr], [y], "o", color=c, markersize=8, label=f"{name}: {lr:.1e}")
+    ax.set(xlabel="learning rate (log scale)", ylabel="loss (smoothed)", title="lr range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _save(fig, path, title)
+
+
+def plot_tune(rows: list[dict], path: str | Path, title: str = "", param: str | None = None) -> Path:
+    """A search: each trial's best val accuracy by trial number (pruned and failed trials marked, the best so far as
+    a line), and the same against one searched parameter (the lr, on a log axis)."""
+    warn_if_no_cjk_font([title])
+    fig, axes = plt.subplots(1, 2 if param else 1, figsize=(12 if param else 7, 4.2), squeeze=False)
+    done = [r for r in rows if r.get("value") not in (None, "")]
+    styles = {"complete": ("o", "tab:blue"), "pruned": ("x", "tab:gray")}
+    ax = axes[0][0]
+    for state, (marker, color) in styles.items():
+        pts = [(int(r["trial"]), float(r["value"])) for r in done if r["state"] == state]
+        if pts:
+            ax.plot(*zip(*pts), marker, color=color, linestyle="none", label=state)
+    best, line = -1.0, []
+    for r in sorted((r for r in done if r["state"] == "complete"), key=lambda r: int(r["trial"])):
+        best = max(best, float(r["value"]))
+        line.append((int(r["trial"]), best))
+    if line:
+        line.append((max(int(r["trial"]) for r in rows), best))  # to the last trial
+        ax.step(*zip(*line), where="post", color="tab:orange", label="best so far")
+    failed = [int(r["trial"]) for r in rows if r["state"] == "fail"]
+    for i, t in enumerate(failed):
+        ax.axvline(t, color="tab:red", alpha=0.3, label="failed" if i == 0 else None)
+    ax.set(xlabel="trial", ylabel="best val accuracy of the trial", title="search")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if param:
+        ax = axes[0][1]
+        for state, (marker, color) in styles.items():
+            pts = [(float(r[param]), float(r["value"])) for r in done if r["state"] == state and r.get(param) not in
+                   (None, "")]
+            if pts:
+                ax.plot(*zip(*pts), marker, color=color, linestyle="none", label=state)
+        ax.set_xscale("log")
+        ax.set(xlabel=param, ylabel="best val accuracy of the trial", title=f"accuracy against {param}")
+        ax.grid(alpha=0.3, which="both")
+    return _save(fig, path, title)
+
+
 # ---------------------------------------------------------------- evaluation plots
 
 def class_colors(n: int) -> list:

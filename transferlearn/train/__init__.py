@@ -13,6 +13,7 @@
                   backbone on onnxruntime or PyTorch
 - warmup.py       all-layers' head warm-up (a linear probe, the run's epoch 0; --head-warmup, --warmup-head)
 - resume.py       finding and checking the checkpoint a run continues from
+- lr_find.py      the lr range test (`lr-find`, `train --lr find`): the run's setup, ~100 steps, weights put back
 - compare.py      the modes side by side
 """
 import sys

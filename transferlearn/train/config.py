@@ -30,7 +30,7 @@ class TrainConfig:
     train_size: int | None = None  # training crop; None: the mode's default (modes.DEFAULTS train_scale)
     progressive_resize: int = 0  # first epoch's training crop, growing to train_size (pipeline.train_size_at); 0 off
     optimizer: str | None = None
-    lr: float | None = None
+    lr: float | str | None = None  # "find": the lr range test's suggestion (train/lr_find.py), `train` only
     momentum: float = 0.9
     weight_decay: float | None = None
     scheduler: str | None = None
@@ -91,6 +91,8 @@ class TrainConfig:
         c.weights = c.weights or d.weights
         c.optimizer = c.optimizer or d.optimizer
         c.lr = d.lr if c.lr is None else c.lr
+        if not isinstance(c.lr, (int, float)):
+            raise ValueError(f"--lr {c.lr}: give a number; `--lr find` runs the lr range test before one `train` run")
         c.weight_decay = d.weight_decay if c.weight_decay is None else c.weight_decay
         c.scheduler = c.scheduler or d.scheduler
         if c.train_size is None:  # small images (28/32 px) train at native size

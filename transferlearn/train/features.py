@@ -4,6 +4,8 @@ them. Under N processes each computes the features of its share of the images; a
 every process holds the same feature datasets."""
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -51,9 +53,47 @@ def extract(backbone, dataset, stream: int, ctx: DistContext, device: torch.devi
     return ctx.gather_rows(feats, n), ctx.gather_rows(ok, n)
 
 
+_REMEMBERED: dict | None = None  # within remembered_features(): what was extracted, by what decides it
+
+
+@contextmanager
+def remembered_features():
+    """Within this block the same images, backbone, views and augmentation are run through the backbone once:
+    `tune`'s trials and `train --lr find`'s range test then share one extraction, and a last-layer trial costs
+    seconds. The features stay in memory until the block ends."""
+    global _REMEMBERED
+    outer = _REMEMBERED
+    _REMEMBERED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _REMEMBERED = outer
+
+
+def features_key(train, val, views: int, cfg, ctx: DistContext, device, amp: str) -> str:
+    """Everything that decides the extracted features: the options that shape the images and the backbone,
+    and the sample counts (the decoded datasets themselves follow from these)."""
+    names = ("data", "mode", "arch", "weights", "in_channels", "img_size", "train_size", "augment", "seed",
+             "val_split", "cache", "batch_augment", "backbone_runtime", "batch_size")
+    return json.dumps([[getattr(cfg, n) for n in names], views, len(train[0]), len(val[0]), ctx.rank,
+                       ctx.world_size, str(device), amp], default=str)
+
+
 def extract_views(backbone, train, val, views: int, cfg, ctx: DistContext, device, amp: str, log=print):
     """((train views [K, N, F], train labels), (val features [1, M, F], val labels)) of the readable images,
     the same on every process. The backbone runs on cfg.backbone_runtime (frozen.py)."""
+    key = features_key(train, val, views, cfg, ctx, device, amp) if _REMEMBERED is not None else None
+    if key in (_REMEMBERED or {}):
+        if ctx.is_main:
+            log("frozen features: computed earlier in this process, reused")
+        return _REMEMBERED[key]
+    out = compute_views(backbone, train, val, views, cfg, ctx, device, amp, log)
+    if key is not None:
+        _REMEMBERED[key] = out
+    return out
+
+
+def compute_views(backbone, train, val, views: int, cfg, ctx: DistContext, device, amp: str, log=print):
     from ..data import default_cache_root
     backbone = backbone_runner(backbone, cfg.backbone_runtime, device, amp, cfg.in_channels,
                                Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(), log=log)

@@ -390,11 +390,12 @@ class Trainer:
 
 
 def train(cfg: TrainConfig | None = None, *, callbacks: list[Callback] | None = None, **overrides) -> dict:
-    """Train one model; returns the run's summary (also written to summary.json).
-
-    train(data=..., mode=..., ...) starts a run; train(resume="runs/NAME", epochs=30) continues one with its
-    own options (only epochs, device, workers, quiet may be given again)."""
+    """Train one model; returns the run's summary (also written to summary.json). train(data=..., mode=...) starts a
+    run (lr="find": after the lr range test, lr_find.py); train(resume="runs/NAME", epochs=30) continues one with
+    its own options (only epochs, device, workers, quiet may be given again)."""
     cfg = TrainConfig(**{**asdict(cfg or TrainConfig()), **overrides})
+    if cfg.lr == "find" and not cfg.resume:
+        from .lr_find import train_with_found_lr
+        return train_with_found_lr(cfg, callbacks)
     given = overrides if cfg.resume and cfg.resume != "auto" else {}
-    trainer = Trainer(cfg, callbacks=callbacks, given=given).setup()
-    return trainer.fit().finish()
+    return Trainer(cfg, callbacks=callbacks, given=given).setup().fit().finish()

@@ -26,6 +26,7 @@ meets the features it was fitted to (docs/finetune.md).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from torch import nn
 
@@ -44,8 +45,10 @@ def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, am
     t0 = time.perf_counter()
     fresh = (head_weights(model), rng_state()) if cfg.warmup_head == "reset" else None
     one = DistContext()  # every process trains the same head on all the (gathered) features
-    train_b, val_b = feature_batches(model.backbone, train, val, cfg, ctx, device, amp, num_classes,
-                                     views=cfg.warmup_views, plan_ctx=one, log=log)
+    # the probe's images are full-size crops (trainer.setup), whatever --train-size: so says the features' key, and
+    # `tune`'s trials with different training crops share one extraction (features.remembered_features)
+    train_b, val_b = feature_batches(model.backbone, train, val, replace(cfg, train_size=cfg.img_size), ctx, device,
+                                     amp, num_classes, views=cfg.warmup_views, plan_ctx=one, log=log)
     t_features = time.perf_counter() - t0
     d = DEFAULTS["last-layer"]  # a head on frozen features: the last-layer recipe
     state = create_state(model, "last-layer", d.optimizer, d.lr, cfg.momentum, d.weight_decay, d.scheduler,
