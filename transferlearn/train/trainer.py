@@ -14,13 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..runs import checkpoint as ckpt_io
 from ..data.cache import default_cache_root
 from ..data import balance_report, balance_setup, find_splits, preprocess_config, resolve_workers
 from ..models import create_model, get_spec
 from ..models.device import model_to, pick_device
 from ..modes import backbone_frozen
-from ..runs import RunLock, claim_run_dir
+from ..runs import RunLock, checkpoint as ckpt_io, claim_run_dir
 from . import distributed
 from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, options_hash

@@ -38,7 +38,7 @@ def keep_checkpoints(rows: list[dict], keep: set[int]) -> None:
 
 
 def evaluate_on_test(row: dict, data: str, folder: Path) -> float | None:
-    from ..evaluation import evaluate
+    from ..evaluation.evaluate import evaluate
     ckpt = Path(row["run_dir"]) / "best.pt"
     if not ckpt.is_file():
         return None
