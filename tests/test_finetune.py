@@ -12,7 +12,8 @@ import torch
 
 from transferlearn import models
 from transferlearn.checkpoint import load
-from transferlearn.train import Callback, TrainConfig, compare, train
+from transferlearn.train import Callback, TrainConfig, train
+from transferlearn.train.compare import compare
 from transferlearn.train.callbacks import default_callbacks
 from transferlearn.train.state import bn_eval_at, create_state, warmup_factor
 
