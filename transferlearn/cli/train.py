@@ -174,21 +174,14 @@ def lr_value(text: str) -> float | str:
 
 def apply_cfg_file(args: argparse.Namespace) -> None:
     """--cfg FILE: its options as if they had been typed, except those typed on the command line."""
-    import yaml
-
     from transferlearn.errors import OptionsFileError
+    from transferlearn.runs import read_yaml_mapping
     from transferlearn.train.config import config_fields
     if not getattr(args, "cfg", None):
         return
     path = Path(args.cfg)
-    if not path.is_file():
-        raise OptionsFileError(f"--cfg {path}: no such file; give a YAML file of training options (a run's args.yaml)")
-    try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise OptionsFileError(f"--cfg {path}: not a YAML file ({str(e).splitlines()[0]})") from None
-    if not isinstance(d, dict):
-        raise OptionsFileError(f"--cfg {path}: holds a {type(d).__name__}; give a mapping of options (lr: 0.001)")
+    d = read_yaml_mapping(path, "--cfg", "give a YAML file of training options (a run's args.yaml)",
+                          "give a mapping of options (lr: 0.001)")
     unknown = sorted(str(k) for k in set(d) - config_fields())
     if unknown:
         raise OptionsFileError(f"--cfg {path}: unknown option(s) {', '.join(unknown)}; the keys are train's options "

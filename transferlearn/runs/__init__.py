@@ -8,6 +8,6 @@ Importing this package costs nothing: a name's module is imported when the name 
 from ..lazy import face
 
 __getattr__, __dir__, __all__ = face(__name__, {
-    "folders": ("RESULT_COLUMNS", "checkpoint_file", "run_folder", "increment_path", "write_json", "write_yaml", "write_csv", "read_csv",
+    "folders": ("RESULT_COLUMNS", "checkpoint_file", "run_folder", "increment_path", "write_json", "write_yaml", "write_csv", "read_csv", "read_yaml_mapping",
                 "TensorBoardLogger", "claim_run_dir", "RunInUse", "RunLock"),
 })

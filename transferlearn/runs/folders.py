@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import RunInUse
+from ..errors import OptionsFileError, RunInUse
 
 
 RESULT_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
@@ -46,6 +46,21 @@ def write_json(path: Path, obj) -> None:
 
 def write_yaml(path: Path, obj) -> None:
     path.write_text(yaml.safe_dump(obj, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def read_yaml_mapping(path: str | os.PathLike, flag: str, missing_hint: str, mapping_hint: str) -> dict:
+    """A YAML file of options (`train --cfg`, `tune --space`) as a dict; a missing, unreadable or non-mapping file is
+    an OptionsFileError that names the flag and the file and says what to give instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise OptionsFileError(f"{flag} {path}: no such file; {missing_hint}")
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise OptionsFileError(f"{flag} {path}: not a YAML file ({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict):
+        raise OptionsFileError(f"{flag} {path}: holds a {type(d).__name__}; {mapping_hint}")
+    return d
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

@@ -75,18 +75,9 @@ def train_sizes(img_size: int) -> list[int]:
 
 
 def load_space_file(path: str | Path) -> dict:
-    import yaml
-    path = Path(path)
-    if not path.is_file():
-        raise OptionsFileError(f"--space {path}: no such file; give a YAML file such as `lr: {{low: 1.0e-4, high: "
-                               f"1.0e-2, log: true}}`")
-    try:
-        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise OptionsFileError(f"--space {path}: not a YAML file ({str(e).splitlines()[0]})") from None
-    if not isinstance(d, dict):
-        raise OptionsFileError(f"--space {path}: holds a {type(d).__name__}; give a mapping of option: range")
-    return d
+    from ..runs import read_yaml_mapping
+    return read_yaml_mapping(path, "--space", "give a YAML file such as `lr: {low: 1.0e-4, high: 1.0e-2, log: true}`",
+                             "give a mapping of option: range")
 
 
 def build_space(mode: str, img_size: int, small: bool, changes: dict | None = None, source: str = "space",
