@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts,
 
 import resultfile  # noqa: E402
 from benchmark import format_table  # noqa: E402
-from peers import TUTORIAL, TUTORIAL_EPOCHS, time_to_target_table  # noqa: E402
+from peers import TUTORIAL, TUTORIAL_EPOCHS, full_tutorial, kept_tutorial, time_to_target_table  # noqa: E402
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
@@ -40,10 +40,10 @@ def heading(path: Path, raw: dict) -> list[str]:
     return lines
 
 
-def runs_table(results: list[dict]) -> list[str]:
-    """Every run in a peers file: its loop time against the tutorial's 25 epochs (measured, or one timed epoch
-    multiplied out), and its val acc at each evaluation."""
-    tut = next((r for r in results if r["tool"] == TUTORIAL), None)
+def runs_table(results: list[dict], kept: dict | None = None) -> list[str]:
+    """Every run in a peers file: its loop time against the tutorial's 25 epochs (measured, in this file or kept
+    in another of the same CPU kind, or one timed epoch multiplied out), and its val acc at each evaluation."""
+    tut = full_tutorial(results) or kept or next((r for r in results if r["tool"] == TUTORIAL), None)
     tut25 = tut["loop_seconds"] / tut["epochs"] * TUTORIAL_EPOCHS if tut else None
     lines = ["| tool | options | process s | loop s | tutorial's 25 epochs' loop s / this loop s | "
              "val acc per evaluation |", "|---|---|---|---|---|---|"]
@@ -61,9 +61,10 @@ def peers_block(dataset: str) -> str:
     out = []
     for path in resultfile.all_results(f"peers*_{dataset}_*.json"):
         raw = resultfile.load(path)
+        kept = kept_tutorial(path)
         out += heading(path, raw)
-        out += [time_to_target_table(raw["results"]), ""]
-        out += runs_table(raw["results"]) + [""]
+        out += [time_to_target_table(raw["results"], kept and (kept[0].name, kept[1])), ""]
+        out += runs_table(raw["results"], kept and kept[1]) + [""]
     return "\n".join(out)
 
 

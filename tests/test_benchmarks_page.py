@@ -134,3 +134,28 @@ def test_a_tutorial_of_one_epoch_gives_no_target_and_no_curve():
     assert text.startswith("No target")
     assert "1 of its 25 epochs timed; no curve" in text and "about 3,875 loop s, extrapolated" in text
     assert "| transferlearn `--epochs 7` | 7 | 0.8700 | 400.0 | - | - |" in text
+
+
+def test_a_tutorial_kept_in_another_file_of_the_same_cpu_kind_sets_the_target(tmp_path):
+    """The tutorial's 25 epochs cost an hour or more on flowers: run once per CPU kind, every later file of that
+    folder is timed against them, and the table says where they come from."""
+    import json
+    from peers import kept_tutorial, time_to_target_table
+    folder = tmp_path / "avx512-amx"
+    folder.mkdir()
+    tut = {"tool": "tutorial loop", "best_val_acc": 0.90, "process_seconds": 260.0, "loop_seconds": 250.0,
+           "epochs": 25, "curve": curve(*([0.80] * 10 + [0.896] + [0.90] * 14))}
+    ours = {"tool": "transferlearn", "options": "(defaults)", "best_val_acc": 0.91, "process_seconds": 40.0,
+            "loop_seconds": 35.0, "epochs": 3, "curve": curve(0.85, 0.91, 0.90, start=5.0)}
+    (folder / "peers-tutorial25_flowers_lite0.json").write_text(json.dumps({"results": [tut]}))
+    (folder / "peers_flowers_lite0.json").write_text(json.dumps({"results": [ours]}))
+    (folder / "peers_flowers_mnv2.json").write_text(json.dumps({"results": [ours]}))
+    assert kept_tutorial(folder / "peers_flowers_mnv2.json") is None  # another architecture: not the same run
+    name, kept = kept_tutorial(folder / "peers_flowers_lite0.json")
+    assert name.name == "peers-tutorial25_flowers_lite0.json" and kept["epochs"] == 25
+    text = time_to_target_table([ours], (name.name, kept))
+    assert "Target A* = 0.8950" in text and "kept in `peers-tutorial25_flowers_lite0.json`" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln and not ln.startswith("| tool")]
+    assert rows[0].endswith("| 15.0 | 7.3x |")
+    assert rows[1].startswith("| tutorial loop (its run kept in") and rows[1].endswith("| 110.0 | 1.0x |")
+    assert time_to_target_table([ours]).startswith("No target")
