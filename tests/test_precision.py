@@ -95,3 +95,20 @@ def test_a_run_trains_in_the_measured_precision_and_a_resume_keeps_it(amx, datas
     monkeypatch.setattr(precision, "step_speeds", fake({"off": 30.0, "bf16": 10.0}, calls))
     s2 = train(resume=s["run_dir"], epochs=2, quiet=True)
     assert s2["amp"] == "bf16" and len(calls) == 2
+
+
+def test_the_head_warm_up_does_not_wait_for_the_timing(amx, dataset, tmp_path, monkeypatch):
+    """all-layers' probe is epoch 0 and its features are fp32 whatever the precision: the timing comes after it, so
+    the first useful model is there sooner; fine-tuning then trains in the measured precision."""
+    from transferlearn.train import trainer
+    order, calls = [], []
+    measure = fake({"off": 10.0, "bf16": 30.0}, calls)
+    monkeypatch.setattr(precision, "step_speeds", lambda *a: order.append("timing") or measure(*a))
+    warm = trainer.warm_up_head
+    monkeypatch.setattr(trainer, "warm_up_head", lambda *a, **k: order.append(("probe", a[6])) or warm(*a, **k))
+    s = train(data=str(dataset), mode="all-layers", epochs=1, head_warmup=2, project=str(tmp_path), name="r",
+              cache_dir=str(tmp_path / "cache"), **FAST)
+    assert order == [("probe", "off"), "timing"]  # the probe's features in fp32, then the timing
+    assert s["amp"] == "bf16" and torch.load(f"{s['run_dir']}/last.pt", weights_only=False)["amp"] == "bf16"
+    chosen = type("C", (), {"amp": "bf16", "head_warmup": 25, "feature_cache": False})()
+    assert not precision.probe_first(chosen, CPU, resumed=False)  # a precision the user chose is never timed

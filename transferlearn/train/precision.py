@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..data.cacheroot import default_cache_root
 from ..machine import cpu_name
 from ..models.device import autocast
 from ..modes import backbone_frozen, set_train
@@ -110,3 +111,21 @@ def choose_amp(amp: str, device: torch.device, model: nn.Module, arch: str, shap
         f"{'x'.join(map(str, shape))}: fp32 {speeds['off']:g} img/s, bf16 {speeds['bf16']:g} img/s; {how}; "
         f"--amp bf16 or --amp off to choose)")
     return chosen
+
+
+def run_precision(cfg, ctx, device: torch.device, model: nn.Module, ckpt: dict | None, log=print) -> str:
+    """The precision a training run trains in: a resumed run's checkpoint's (older checkpoints: the old rule), else
+    choose_amp's, measured by the main process and the same on every process."""
+    if ckpt is not None and cfg.amp == "auto":
+        return ckpt.get("amp") or resolve_amp(cfg.amp, device)
+    shape = (cfg.batch_size, cfg.in_channels, cfg.train_size, cfg.train_size)
+    return ctx.broadcast(choose_amp(cfg.amp, device, model, cfg.arch, shape, cfg.mode, cfg.freeze_stages,
+                                    cfg.cache_dir or default_cache_root(), log=log) if ctx.is_main else None)
+
+
+def probe_first(cfg, device: torch.device, resumed: bool) -> bool:
+    """Whether all-layers' head warm-up runs before `--amp auto` times fp32 against bf16. Its features are fp32
+    either way (onnxruntime; PyTorch's fallback in fp32 too), and the probe is epoch 0, on small data often the best
+    model: on a first run on hymenoptera (AMX CPU) the timing held it back by about 8 of its 22 seconds."""
+    return (cfg.amp == "auto" and device.type == "cpu" and bool(cfg.head_warmup) and not resumed
+            and not cfg.feature_cache and resolve_amp(cfg.amp, device) == "bf16")

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.cache import default_cache_root
 from ..data import balance_report, balance_setup, find_splits, preprocess_config, resolve_workers
 from ..models import create_model, get_spec
 from ..models.device import model_to, pick_device
@@ -26,7 +25,7 @@ from .config import TrainConfig, options_hash
 from .features import feature_batches
 from .loop import Interrupted, compile_module, train_one_epoch, tune_malloc, validate
 from .pipeline import image_batches, image_datasets
-from .precision import choose_amp, resolve_amp
+from .precision import probe_first, run_precision
 from .resume import (check_same_options, has_checkpoint, load_resume_checkpoint, resume_command, resumed_config,
                      run_folder)
 from .state import create_state, rng_state, set_rng_state
@@ -138,13 +137,8 @@ class Trainer:
                                  f"at most {n - 1}, or use --mode last-layer to freeze all of it")
         self.model = model_to(model, self.device)
         t0 = time.perf_counter()  # set-up cost from here: measuring the precision, decoding, features
-        if self.resumed and cfg.amp == "auto":  # the precision it was trained in (older checkpoints: the old rule)
-            self.amp = self._ckpt.get("amp") or resolve_amp(cfg.amp, self.device)
-        else:  # measured (where it must be) by the main process, and the same on every process
-            shape = (cfg.batch_size, cfg.in_channels, cfg.train_size, cfg.train_size)
-            self.amp = ctx.broadcast(choose_amp(cfg.amp, self.device, self.model, cfg.arch, shape, cfg.mode,
-                                                cfg.freeze_stages, cfg.cache_dir or default_cache_root(),
-                                                log=self.log) if ctx.is_main else None)
+        late = probe_first(cfg, self.device, self.resumed)  # fp32 until the probe is there, then measured
+        self.amp = "off" if late else run_precision(cfg, ctx, self.device, self.model, self._ckpt, self.log)
         self.state = create_state(self.model, cfg.mode, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                                   cfg.scheduler, cfg.epochs, cfg.step_size, cfg.gamma, self.amp, self.device.type,
                                   cfg.freeze_stages, cfg.layer_decay, cfg.head_lr_scale, cfg.backbone_warmup,
@@ -171,6 +165,7 @@ class Trainer:
                 self.state.warmup, self._probe_head = warm_up_head(
                     self.model, probe_train, val, cfg, ctx, self.device, self.amp, len(splits.classes),
                     self.criterion, self.train_criterion, log=self.log)
+            self.amp = run_precision(cfg, ctx, self.device, self.model, None, self.log) if late else self.amp
             self.train_batches, self.val_batches = image_batches(train, val, cfg, ctx, len(splits.classes),
                                                                  self.device)
             trained = self.model
