@@ -68,6 +68,70 @@ def peers_block(dataset: str) -> str:
     return "\n".join(out)
 
 
+# The runs the headline tables show, per dataset: one CPU kind each, since times are only comparable on one CPU; the
+# tutorial's 25 epochs are the ones kept in that folder (peers.kept_tutorial). Of our runs only the defaults are shown:
+# "(defaults)" of a file dated before SWITCH are the old ones (fine-tuning from a fresh head), and NOW spells out the
+# defaults of today, as the runs made before the switch had to.
+HEADLINE = {
+    "hymenoptera": ("avx512-amx", ["peers-lpft_hymenoptera_lite0.json", "peers_hymenoptera_lite0.json"]),
+    "flowers": ("avx512-amx", ["peers-keepbn_flowers_lite0.json", "peers_flowers_lite0.json"]),
+    "fmnist224": ("avx512-amx", ["peers-keepbn_fmnist224_lite0.json", "peers_fmnist224_lite0.json"]),
+}
+SWITCH, NOW = "2026-12-05", "--warmup-head keep --bn-eval-epochs -1 --amp off"
+
+
+def headline_label(r: dict, date: str) -> str | None:
+    """A row's name in the headline tables; None for a run that is neither the defaults of today nor of before."""
+    if r["tool"] != "transferlearn":
+        return r["tool"]
+    if r.get("options") == NOW or (r.get("options") == "(defaults)" and date >= SWITCH):
+        return "transferlearn, defaults (probe's head kept, BatchNorm on running statistics)"
+    if r.get("options") == "(defaults)":
+        return "transferlearn, defaults before 2026-12-05 (fresh head after the probe)"
+    return None
+
+
+def summary_block() -> str:
+    """One table per dataset: every tool's best, end of run and time to the tutorial's best minus 0.5 point, on one
+    CPU kind, each row naming its file and the machine's load when it ended (times are only an idle machine's)."""
+    from peers import TARGET_MARGIN, first_reached, target
+    out = []
+    for dataset, (kind, names) in HEADLINE.items():
+        paths = [resultfile.RESULTS / kind / n for n in names if (resultfile.RESULTS / kind / n).exists()]
+        rows, per_epoch = [], None
+        for path in paths:
+            raw = resultfile.load(path)
+            for r in raw["results"]:
+                if r["tool"] == TUTORIAL and r["epochs"] != TUTORIAL_EPOCHS:
+                    per_epoch = per_epoch or r["loop_seconds"] / r["epochs"]
+                elif (name := headline_label(r, raw["machine"]["date"])):
+                    rows.append((path, name, r))
+        kept = kept_tutorial(paths[0]) if paths else None
+        if kept and not any(r["tool"] == TUTORIAL for _, _, r in rows):
+            rows.append((kept[0], TUTORIAL, kept[1]))
+        tut = next((r for _, _, r in rows if r["tool"] == TUTORIAL), None)
+        goal = target([tut]) if tut else None
+        tut_t = first_reached(tut["curve"], goal) if goal is not None else None
+        cost = f" (one of its epochs took {per_epoch:.0f} s here: about {per_epoch * 25 / 60:.0f} minutes)" \
+            if per_epoch else ""
+        out += [f"**{dataset}**, `{kind}`: " + (
+            f"target A* = {goal:.4f} (the tutorial's best over its 25 epochs, {goal + TARGET_MARGIN:.4f}, minus 0.5 "
+            "point)." if goal is not None else f"no target: the tutorial's 25 epochs have not been run on this CPU "
+            f"kind{cost}, so no time to target can be given."), "",
+                "| tool | file | epochs | best val acc | end-of-run s | time-to-target s | ratio | load after |",
+                "|---|---|---|---|---|---|---|---|"]
+        for path, name, r in rows:
+            t = first_reached(r["curve"], goal) if goal is not None else None
+            reach = "-" if goal is None else "not reached" if t is None else f"{t:.1f}"
+            ratio = f"{tut_t / t:.1f}x" if t and tut_t else "-"
+            load = r.get("load_after")
+            end = f"{r['process_seconds']:.1f}" + (f" ({r['timing']}; not comparable)" if r.get("timing") else "")
+            out.append(f"| {name} | `{path.stem}` | {r['epochs']} | {r['best_val_acc']:.4f} | {end} | {reach} | "
+                       f"{ratio} | {'-' if load is None else load} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def benchmark_block() -> str:
     out = []
     for path in resultfile.all_results("benchmark*.json"):
@@ -180,6 +244,7 @@ def placeholders_block() -> str:
 BLOCKS = {
     "machines": machines_block,
     "placeholders": placeholders_block,
+    "peers-summary": summary_block,
     "peers-hymenoptera": lambda: peers_block("hymenoptera"),
     "peers-flowers": lambda: peers_block("flowers"),
     "peers-fmnist224": lambda: peers_block("fmnist224"),

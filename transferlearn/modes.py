@@ -42,13 +42,15 @@ class ModeDefaults:
     head_warmup: int = 0  # epochs of head-only training on frozen features before the backbone trains (train/warmup.py)
     patience: int = 0  # stop after this many evaluations without a better val accuracy (0: never)
     warmup_patience: int = 0  # stop fine-tuning that stalls this many evaluations below the probe (train/stopping.py)
-    bn_eval_epochs: int = 0  # fine-tuning epochs with the backbone's BatchNorm on running statistics (-1: all)
+    bn_eval_epochs: int = 0  # fine-tuning epochs with BatchNorm on running statistics (-1: all), from a kept probe
+    warmup_head: str = "reset"  # fine-tuning starts from the probe's head (keep) or the initial one (reset)
 
 
 DEFAULTS = {
     "last-layer": ModeDefaults(weights="imagenet", optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"),
     "all-layers": ModeDefaults(weights="imagenet", optimizer="adamw", lr=3e-4, weight_decay=1e-4, scheduler="cosine",
-                               train_scale=160 / 224, head_warmup=25, warmup_patience=2),
+                               train_scale=160 / 224, head_warmup=25, warmup_patience=2,
+                               warmup_head="keep", bn_eval_epochs=-1),  # LP-FT on the probe's features
     "scratch": ModeDefaults(weights="none", optimizer="adamw", lr=1e-3, weight_decay=5e-4, scheduler="cosine",
                             train_scale=160 / 224),
 }

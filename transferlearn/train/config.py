@@ -56,7 +56,7 @@ class TrainConfig:
     freeze_stages: int = 0  # all-layers: keep the backbone's first K stages frozen (models/stages.py)
     layer_decay: float = 1.0  # all-layers: lr x decay^k for the backbone's k-th stage from the top (1: one lr)
     warmup_views: int = 2  # augmented views per training image for the head warm-up's features
-    warmup_head: str = "reset"  # fine-tuning starts from: reset (the initial head; the probe is a candidate) | keep
+    warmup_head: str | None = None  # fine-tuning starts from the probe's head (keep) or a fresh one (reset)
     bn_eval_epochs: int | None = None  # all-layers: first N epochs with BatchNorm on running statistics; -1 all
     backbone_warmup: float = 0.0  # all-layers: epochs over which the backbone's lr rises linearly from 0
     head_lr_scale: float = 1.0  # all-layers: the head's lr = lr x this
@@ -113,7 +113,9 @@ class TrainConfig:
         c.head_warmup = d.head_warmup if c.head_warmup is None else c.head_warmup
         c.patience = d.patience if c.patience is None else c.patience
         c.warmup_patience = d.warmup_patience if c.warmup_patience is None else c.warmup_patience
-        c.bn_eval_epochs = d.bn_eval_epochs if c.bn_eval_epochs is None else c.bn_eval_epochs
+        c.warmup_head = c.warmup_head or d.warmup_head
+        if c.bn_eval_epochs is None:  # running statistics keep the features the kept probe's head was fitted to
+            c.bn_eval_epochs = d.bn_eval_epochs if c.head_warmup and c.warmup_head == "keep" else 0
         check_finetuning(c)
         for name in ("head_warmup", "patience", "warmup_patience"):
             if getattr(c, name) < 0:

@@ -14,14 +14,12 @@ Every process computes its share of the features and all are gathered, so each h
 trains the same head on all the features with the same seed (no DDP needed), and DDP's start-up broadcast
 makes them bit-equal before fine-tuning begins.
 
-`--warmup-head reset` (all-layers' default): the probe is only a candidate, and fine-tuning starts from the head's
-initial weights and RNG state, exactly as it would have without the warm-up. The probe's head is fitted to
-features of BatchNorm's running statistics; fine-tuning runs BatchNorm on batch statistics, and on data far from
-ImageNet (Fashion-MNIST) those features differ so much that fine-tuning from the probe's head ended 1-5 points
-below fine-tuning from a fresh one, while on hymenoptera the probe itself was the best model (docs/recipe.md).
-`keep` is LP-FT as published: fine-tuning continues from the probe's head. With `--bn-eval-epochs` (modes.set_train)
-fine-tuning runs BatchNorm on the running statistics the probe's features were computed with, so the kept head
-meets the features it was fitted to (docs/finetune.md).
+`--warmup-head keep` with `--bn-eval-epochs -1` (all-layers' default): fine-tuning continues from the probe's head,
+and the backbone's BatchNorm keeps the running statistics the probe's features were computed with (modes.set_train),
+so the kept head meets the features it was fitted to and fine-tuning builds on the probe. Without them (LP-FT as
+published) fine-tuning ran BatchNorm on batch statistics, features far from the probe's on data unlike ImageNet
+(Fashion-MNIST), and ended 1-5 points below a fresh head (docs/finetune.md). `reset`: the probe is only a candidate,
+and fine-tuning starts from the head's initial weights and RNG state, exactly as it would have without the warm-up.
 """
 from __future__ import annotations
 
