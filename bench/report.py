@@ -1,7 +1,7 @@
 """docs/benchmarks.md's tables, made from bench/results/ so that the page and the numbers cannot drift.
 
     python bench/report.py            # print the page with every table filled in from the result files
-    python bench/report.py --write    # rewrite docs/benchmarks.md with it
+    python bench/report.py --write    # rewrite docs/benchmarks.md with it, and README.md's table
 
 The page's prose is kept as written; what lies between `<!-- report:NAME -->` and `<!-- /report:NAME -->` is
 replaced by block NAME below. tests/test_benchmarks_page.py fails when the committed page is not what this prints.
@@ -20,6 +20,7 @@ from benchmark import format_table  # noqa: E402
 from peers import TUTORIAL, TUTORIAL_EPOCHS, full_tutorial, kept_tutorial, time_to_target_table  # noqa: E402
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+README = PAGE.parent.parent / "README.md"  # its time-to-accuracy table is block readme-time
 BLOCK = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report:(?P=name) -->)", re.S)
 
 
@@ -78,6 +79,8 @@ HEADLINE = {
     "fmnist224": ("avx512-amx", ["peers-keepbn_fmnist224_lite0.json", "peers_fmnist224_lite0.json"]),
 }
 SWITCH, NOW = "2026-12-05", "--warmup-head keep --bn-eval-epochs -1 --amp off"
+NAMES = {"hymenoptera": "hymenoptera (245 / 153 images)", "flowers": "flower_photos (2,569 / 550)",
+         "fmnist224": "Fashion-MNIST subset, 224 px (2,000 / 500)"}
 
 
 def headline_label(r: dict, date: str) -> str | None:
@@ -91,37 +94,47 @@ def headline_label(r: dict, date: str) -> str | None:
     return None
 
 
+def headline(dataset: str) -> dict:
+    """The headline runs of `dataset`: its CPU kind, target, the tutorial's time to it, one epoch of the tutorial where
+    only that was timed, and (file, row name, run, seconds to the target or None) per run."""
+    from peers import first_reached, target
+    kind, names = HEADLINE[dataset]
+    paths = [resultfile.RESULTS / kind / n for n in names if (resultfile.RESULTS / kind / n).exists()]
+    rows, per_epoch = [], None
+    for path in paths:
+        raw = resultfile.load(path)
+        for r in raw["results"]:
+            if r["tool"] == TUTORIAL and r["epochs"] != TUTORIAL_EPOCHS:
+                per_epoch = per_epoch or r["loop_seconds"] / r["epochs"]
+            elif (name := headline_label(r, raw["machine"]["date"])):
+                rows.append((path, name, r))
+    kept = kept_tutorial(paths[0]) if paths else None
+    if kept and not any(r["tool"] == TUTORIAL for _, _, r in rows):
+        rows.append((kept[0], TUTORIAL, kept[1]))
+    tut = next((r for _, _, r in rows if r["tool"] == TUTORIAL), None)
+    goal = target([tut]) if tut else None
+    reached = [(p, n, r, first_reached(r["curve"], goal) if goal is not None else None) for p, n, r in rows]
+    return {"kind": kind, "goal": goal, "tutorial_t": first_reached(tut["curve"], goal) if goal is not None else None,
+            "per_epoch": per_epoch, "rows": reached}
+
+
 def summary_block() -> str:
     """One table per dataset: every tool's best, end of run and time to the tutorial's best minus 0.5 point, on one
     CPU kind, each row naming its file and the machine's load when it ended (times are only an idle machine's)."""
-    from peers import TARGET_MARGIN, first_reached, target
+    from peers import TARGET_MARGIN
     out = []
-    for dataset, (kind, names) in HEADLINE.items():
-        paths = [resultfile.RESULTS / kind / n for n in names if (resultfile.RESULTS / kind / n).exists()]
-        rows, per_epoch = [], None
-        for path in paths:
-            raw = resultfile.load(path)
-            for r in raw["results"]:
-                if r["tool"] == TUTORIAL and r["epochs"] != TUTORIAL_EPOCHS:
-                    per_epoch = per_epoch or r["loop_seconds"] / r["epochs"]
-                elif (name := headline_label(r, raw["machine"]["date"])):
-                    rows.append((path, name, r))
-        kept = kept_tutorial(paths[0]) if paths else None
-        if kept and not any(r["tool"] == TUTORIAL for _, _, r in rows):
-            rows.append((kept[0], TUTORIAL, kept[1]))
-        tut = next((r for _, _, r in rows if r["tool"] == TUTORIAL), None)
-        goal = target([tut]) if tut else None
-        tut_t = first_reached(tut["curve"], goal) if goal is not None else None
+    for dataset in HEADLINE:
+        h = headline(dataset)
+        goal, tut_t, per_epoch = h["goal"], h["tutorial_t"], h["per_epoch"]
         cost = f" (one of its epochs took {per_epoch:.0f} s here: about {per_epoch * 25 / 60:.0f} minutes)" \
             if per_epoch else ""
-        out += [f"**{dataset}**, `{kind}`: " + (
+        out += [f"**{dataset}**, `{h['kind']}`: " + (
             f"target A* = {goal:.4f} (the tutorial's best over its 25 epochs, {goal + TARGET_MARGIN:.4f}, minus 0.5 "
             "point)." if goal is not None else f"no target: the tutorial's 25 epochs have not been run on this CPU "
             f"kind{cost}, so no time to target can be given."), "",
                 "| tool | file | epochs | best val acc | end-of-run s | time-to-target s | ratio | load after |",
                 "|---|---|---|---|---|---|---|---|"]
-        for path, name, r in rows:
-            t = first_reached(r["curve"], goal) if goal is not None else None
+        for path, name, r, t in h["rows"]:
             reach = "-" if goal is None else "not reached" if t is None else f"{t:.1f}"
             ratio = f"{tut_t / t:.1f}x" if t and tut_t else "-"
             load = r.get("load_after")
@@ -130,6 +143,31 @@ def summary_block() -> str:
                        f"{ratio} | {'-' if load is None else load} |")
         out.append("")
     return "\n".join(out)
+
+
+def readme_block() -> str:
+    """README's one table: per dataset, today's defaults against the tutorial, fastai and timm, on the CPU kind of
+    the headline tables (benchmarks.md has every row, file and command)."""
+    lines = ["| data | target A* | transferlearn: best, end of run s, s to A* | tutorial, 25 epochs: best, s to A* | "
+             "speed-up to A* | fastai `fine_tune` best | timm `train.py` best |", "|---|---|---|---|---|---|---|"]
+    kinds = set()
+    for dataset in HEADLINE:
+        h = headline(dataset)
+        kinds.add(h["kind"])
+        ours = next(((r, t) for _, n, r, t in h["rows"] if n.startswith("transferlearn, defaults (")), None)
+        tut = next(((r, t) for _, n, r, t in h["rows"] if n == TUTORIAL), None)
+        peer = {n: r for _, n, r, _ in h["rows"] if n in ("fastai fine_tune", "timm train.py")}
+        fmt = lambda t: "not reached" if t is None else f"{t:.1f}"  # noqa: E731
+        goal = "none yet" if h["goal"] is None else f"{h['goal']:.4f}"
+        mine = "-" if ours is None else (f"**{ours[0]['best_val_acc']:.4f}**, {ours[0]['process_seconds']:.0f}"
+                                         + (" (shared machine)" if ours[0].get("timing") else "")
+                                         + (f", **{fmt(ours[1])}**" if h["goal"] is not None else ""))
+        theirs = "not run on this CPU" if tut is None else f"{tut[0]['best_val_acc']:.4f}, {fmt(tut[1])}"
+        speed = f"**{tut[1] / ours[1]:.1f}x**" if ours and tut and ours[1] and tut[1] else "-"
+        lines.append(f"| {NAMES[dataset]} | {goal} | {mine} | {theirs} | {speed} | "
+                     + " | ".join(f"{peer[k]['best_val_acc']:.4f}" if k in peer else "not run"
+                                  for k in ("fastai fine_tune", "timm train.py")) + " |")
+    return "\n".join(lines)
 
 
 def benchmark_block() -> str:
@@ -245,6 +283,7 @@ BLOCKS = {
     "machines": machines_block,
     "placeholders": placeholders_block,
     "peers-summary": summary_block,
+    "readme-time": readme_block,
     "peers-hymenoptera": lambda: peers_block("hymenoptera"),
     "peers-flowers": lambda: peers_block("flowers"),
     "peers-fmnist224": lambda: peers_block("fmnist224"),
@@ -271,6 +310,7 @@ def main() -> None:
     page = render(PAGE.read_text(encoding="utf-8"))
     if a.write:
         PAGE.write_text(page, encoding="utf-8")
+        README.write_text(render(README.read_text(encoding="utf-8")), encoding="utf-8")
     else:
         sys.stdout.write(page)
 

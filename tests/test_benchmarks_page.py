@@ -19,6 +19,10 @@ def test_committed_page_is_what_report_prints():
     page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     assert r.stdout == page, "docs/benchmarks.md is stale: run `python bench/report.py --write`"
     assert "<!-- report:peers-hymenoptera -->\n\n**`bench/results/" in page  # the blocks are filled, not empty
+    import report
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert report.render(readme) == readme, "README.md's table is stale: run `python bench/report.py --write`"
+    assert "<!-- report:readme-time -->\n\n| data |" in readme
 
 
 def test_every_result_file_names_its_machine_and_command():
@@ -159,3 +163,14 @@ def test_a_tutorial_kept_in_another_file_of_the_same_cpu_kind_sets_the_target(tm
     assert rows[0].endswith("| 15.0 | 7.3x |")
     assert rows[1].startswith("| tutorial loop (its run kept in") and rows[1].endswith("| 110.0 | 1.0x |")
     assert time_to_target_table([ours]).startswith("No target")
+
+
+def test_headline_rows_name_which_defaults_they_ran():
+    """A file's "(defaults)" are those of its date: the headline tables must not call the old ones today's."""
+    from report import NOW, SWITCH, headline_label
+    ours = {"tool": "transferlearn", "options": "(defaults)"}
+    assert "before" in headline_label(ours, "2026-12-02")
+    assert headline_label(ours, SWITCH).startswith("transferlearn, defaults (")
+    assert headline_label({**ours, "options": NOW}, "2026-12-02").startswith("transferlearn, defaults (")
+    assert headline_label({**ours, "options": "--amp bf16"}, SWITCH) is None  # not a defaults run: left out
+    assert headline_label({"tool": "fastai fine_tune"}, "2026-12-02") == "fastai fine_tune"
