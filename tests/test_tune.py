@@ -383,3 +383,14 @@ def test_train_cfg_values_yield_to_typed_options(dataset, tmp_path):
     cfg = config_from_args(args)
     assert isinstance(args, argparse.Namespace)
     assert (cfg.lr, cfg.epochs, cfg.augment, cfg.data) == (0.01, 2, "light", str(dataset))
+
+
+def test_tune_resume_refuses_options_it_would_ignore(tmp_path, capsys):
+    """A resumed search keeps its own options and space: a typed --lr must not look as if it applied."""
+    from transferlearn.cli import main
+    (tmp_path / "tune").mkdir()
+    with pytest.raises(SystemExit) as e:
+        main(["tune", "--resume", str(tmp_path / "tune"), "--lr", "0.1", "--epochs", "3", "--trials", "30"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--epochs, --lr cannot change it" in err and "--trials" in err and "Traceback" not in err

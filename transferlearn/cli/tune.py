@@ -9,6 +9,12 @@ from transferlearn.tuning.space import DEFAULT_SPACES, describe_default
 def _tune(args) -> int:
     from transferlearn.tuning.search import tune
     if args.resume:
+        other = sorted(given_options(args._parser, args._argv) - {"resume", "trials", "timeout"})
+        if other:  # the search goes on with the options and space it started with
+            flags = ", ".join("--" + o.replace("_", "-") for o in other)
+            args._parser.error(f"--resume {args.resume} continues that search with its own options and space; "
+                               f"{flags} cannot change it (only --trials and --timeout can). Start a new search "
+                               f"with --name instead.")
         summary = tune(resume=args.resume, trials=args.trials, timeout=args.timeout)
         return 130 if summary.get("stopped") else 0
     apply_cfg_file(args)
