@@ -189,12 +189,19 @@ def test_warmup_reset_resumes_from_the_fresh_head(dataset, tmp_path):
 
 
 def test_all_layers_defaults_warm_up_the_head_and_stop_early():
-    c = TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2").resolved()
+    c = TrainConfig(data="x", mode="all-layers", arch="efficientnet_lite0").resolved()
     assert (c.head_warmup, c.warmup_head, c.bn_eval_epochs, c.patience, c.warmup_patience, c.epochs) == \
-        (25, "keep", -1, 0, 2, 10)  # LP-FT on the probe's features (docs/finetune.md)
+        (25, "keep", -1, 0, 2, 10)  # LP-FT on the probe's features, where measured (docs/finetune.md)
+    # MobileNetV2's fine-tuning broke with them; unmeasured archs fine-tune from a fresh head, as before
+    for arch in ("mobilenet_v2", "resnet18"):
+        c = TrainConfig(data="x", mode="all-layers", arch=arch).resolved()
+        assert (c.head_warmup, c.warmup_head, c.bn_eval_epochs, c.warmup_patience) == (25, "reset", 0, 2), arch
     # BatchNorm stays on running statistics only where fine-tuning starts from the probe's head
+    lite0 = dict(data="x", mode="all-layers", arch="efficientnet_lite0")
     for given, bn in ((dict(warmup_head="reset"), 0), (dict(head_warmup=0), 0), (dict(bn_eval_epochs=1), 1)):
-        assert TrainConfig(data="x", mode="all-layers", **given).resolved().bn_eval_epochs == bn, given
+        assert TrainConfig(**lite0, **given).resolved().bn_eval_epochs == bn, given
+    assert TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2", warmup_head="keep").resolved() \
+        .bn_eval_epochs == -1  # asked for: the kept head gets the features it was fitted to
     assert TrainConfig(data="x", mode="last-layer").resolved().bn_eval_epochs == 0
     with pytest.raises(ValueError, match="--warmup-head probe: choose one of reset, keep"):
         TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2", warmup_head="probe").resolved()

@@ -82,15 +82,17 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                         "(a linear probe, seconds), which is epoch 0 and a candidate for best.pt; then fine-tune "
                         f"every layer. Default {DEFAULTS['all-layers'].head_warmup}; 0: off (docs/recipe.md)")
     g.add_argument("--warmup-head", choices=WARMUP_HEADS,
-                   help="where fine-tuning starts after the head warm-up. keep (default): from the probe's head "
-                        "(LP-FT), with --bn-eval-epochs -1 on the features it was fitted to; reset: from the head's "
-                        "initial weights, exactly as without the warm-up (docs/finetune.md)")
+                   help="where fine-tuning starts after the head warm-up. keep: from the probe's head (LP-FT), "
+                        "with --bn-eval-epochs -1 on the features it was fitted to; the default for "
+                        "efficientnet_lite0, where it was measured better (it broke MobileNetV2's fine-tuning). "
+                        "reset, the default elsewhere: from the head's initial weights, exactly as without the "
+                        "warm-up (docs/finetune.md)")
     g.add_argument("--bn-eval-epochs", type=int, metavar="N",
                    help="all-layers: the first N fine-tuning epochs run the backbone's BatchNorm on its running "
                         "statistics and leave them as they are (its weights still train), the features the head "
                         f"warm-up's probe was fitted to; -1: every epoch. Default "
                         f"{DEFAULTS['all-layers'].bn_eval_epochs} where fine-tuning starts from the probe's head "
-                        "(--warmup-head keep, the default), else 0: batch statistics from the first step")
+                        "(--warmup-head keep), else 0: batch statistics from the first step")
     g.add_argument("--backbone-warmup", type=float, metavar="E",
                    help="all-layers: the backbone's lr rises linearly from 0 over the first E fine-tuning epochs "
                         "(the head's starts at its full lr); 0: off")

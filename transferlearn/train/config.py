@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
-from ..modes import DEFAULTS, backbone_frozen, check_mode
+from ..modes import DEFAULTS, backbone_frozen, check_mode, warmup_head_default
 
 WARMUP_HEADS = ("reset", "keep")  # where fine-tuning starts after the head warm-up (train/warmup.py)
 
@@ -113,7 +113,7 @@ class TrainConfig:
         c.head_warmup = d.head_warmup if c.head_warmup is None else c.head_warmup
         c.patience = d.patience if c.patience is None else c.patience
         c.warmup_patience = d.warmup_patience if c.warmup_patience is None else c.warmup_patience
-        c.warmup_head = c.warmup_head or d.warmup_head
+        c.warmup_head = c.warmup_head or warmup_head_default(c.mode, c.arch)
         if c.bn_eval_epochs is None:  # running statistics keep the features the kept probe's head was fitted to
             c.bn_eval_epochs = d.bn_eval_epochs if c.head_warmup and c.warmup_head == "keep" else 0
         check_finetuning(c)

@@ -14,12 +14,13 @@ Every process computes its share of the features and all are gathered, so each h
 trains the same head on all the features with the same seed (no DDP needed), and DDP's start-up broadcast
 makes them bit-equal before fine-tuning begins.
 
-`--warmup-head keep` with `--bn-eval-epochs -1` (all-layers' default): fine-tuning continues from the probe's head,
-and the backbone's BatchNorm keeps the running statistics the probe's features were computed with (modes.set_train),
-so the kept head meets the features it was fitted to and fine-tuning builds on the probe. Without them (LP-FT as
-published) fine-tuning ran BatchNorm on batch statistics, features far from the probe's on data unlike ImageNet
-(Fashion-MNIST), and ended 1-5 points below a fresh head (docs/finetune.md). `reset`: the probe is only a candidate,
-and fine-tuning starts from the head's initial weights and RNG state, exactly as it would have without the warm-up.
+`--warmup-head keep` with `--bn-eval-epochs -1` (all-layers' default for modes.PROBE_HEAD_ARCHS): fine-tuning
+continues from the probe's head, and the backbone's BatchNorm keeps the running statistics the probe's features were
+computed with (modes.set_train), so the kept head meets the features it was fitted to and fine-tuning builds on the
+probe. Without them (LP-FT as published) fine-tuning ran BatchNorm on batch statistics, features far from the
+probe's on data unlike ImageNet (Fashion-MNIST), and ended 1-5 points below a fresh head (docs/finetune.md).
+`reset` (the default elsewhere: MobileNetV2's fine-tuning broke with keep): the probe is only a candidate, and
+fine-tuning starts from the head's initial weights and RNG state, exactly as it would have without the warm-up.
 """
 from __future__ import annotations
 
