@@ -157,18 +157,18 @@ def label(r: dict) -> str:
     return r["tool"] + (f" `{opts}`" if opts and opts != "(defaults)" else " (defaults)" if opts else "")
 
 
-def time_to_target_table(results: list[dict], kept: tuple[str, dict] | None = None) -> str:
+def time_to_target_table(results: list[dict], kept: tuple[Path, dict] | None = None) -> str:
     """Per tool: best val acc, end of run (process s), seconds into the process to the target, and the tutorial's
     time to it over the tool's. A tutorial that ran fewer than its 25 epochs is shown as what it is: timed, and
-    multiplied out, with no curve made up for it. `kept` (name, run): the tutorial's 25 epochs from another file
-    of the same CPU kind, used where these results lack them; it gets its own row, named for its file."""
+    multiplied out, with no curve made up for it. `kept` (kept_tutorial's file, run): the tutorial's 25 epochs from
+    another file of the same CPU kind, used where these results lack them; it gets its own row, named for its file."""
     own = full_tutorial(results) is not None
     if not own and kept:
-        results = results + [{**kept[1], "tool": TUTORIAL, "kept_in": kept[0]}]
+        results = results + [{**kept[1], "tool": TUTORIAL, "kept_in": kept[0].name}]
     goal = target(results)
     tut = full_tutorial(results)
     tut_t = first_reached(tut["curve"], goal) if goal is not None else None
-    where = "in this file" if own else f"kept in `{kept[0]}`, same CPU kind" if kept else ""
+    where = "in this file" if own else f"kept in `{kept[0].name}`, same CPU kind" if kept else ""
     lines = [f"Target A* = {goal:.4f} (the tutorial's best over its 25 epochs, {goal + TARGET_MARGIN:.4f}, minus 0.5 "
              f"point; its run {where})." if goal is not None else
              "No target: the tutorial's 25 epochs were not run on this CPU kind, so its accuracy over them is unknown "
@@ -236,7 +236,7 @@ def main() -> None:
             raw = resultfile.load(path)
             print(f"{path.name}: {raw.get('arch')}, {resultfile.describe(raw['machine'])}\n")
             kept = kept_tutorial(path)
-            print(time_to_target_table(raw["results"], kept and (kept[0].name, kept[1])) + "\n")
+            print(time_to_target_table(raw["results"], kept) + "\n")
             if a.from_json:
                 print(table(raw["results"]))
         return
@@ -266,7 +266,7 @@ def main() -> None:
         add(timm_train(a.timm_train, a.timm_python or sys.executable, a.timm_src, a.data, a.peer_epochs, a.timm_amp))
     print(f"\n{a.data}, {a.arch}, {resultfile.describe(raw['machine'])}\n")
     kept = kept_tutorial(Path(a.json))
-    print(table(raw["results"]) + "\n\n" + time_to_target_table(raw["results"], kept and (kept[0].name, kept[1]))
+    print(table(raw["results"]) + "\n\n" + time_to_target_table(raw["results"], kept)
           + f"\n\nraw numbers: {a.json}")
 
 

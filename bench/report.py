@@ -64,7 +64,7 @@ def peers_block(dataset: str) -> str:
         raw = resultfile.load(path)
         kept = kept_tutorial(path)
         out += heading(path, raw)
-        out += [time_to_target_table(raw["results"], kept and (kept[0].name, kept[1])), ""]
+        out += [time_to_target_table(raw["results"], kept), ""]
         out += runs_table(raw["results"], kept and kept[1]) + [""]
     return "\n".join(out)
 

@@ -157,7 +157,7 @@ def test_a_tutorial_kept_in_another_file_of_the_same_cpu_kind_sets_the_target(tm
     assert kept_tutorial(folder / "peers_flowers_mnv2.json") is None  # another architecture: not the same run
     name, kept = kept_tutorial(folder / "peers_flowers_lite0.json")
     assert name.name == "peers-tutorial25_flowers_lite0.json" and kept["epochs"] == 25
-    text = time_to_target_table([ours], (name.name, kept))
+    text = time_to_target_table([ours], (name, kept))
     assert "Target A* = 0.8950" in text and "kept in `peers-tutorial25_flowers_lite0.json`" in text
     rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln and not ln.startswith("| tool")]
     assert rows[0].endswith("| 15.0 | 7.3x |")
