@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import resultfile  # bench/ is on sys.path when this file runs as a script
@@ -44,22 +45,20 @@ def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> tu
 
 def ours(data: str, arch: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
+        launched = time.time()
         _, wall = timed([sys.executable, "-m", "transferlearn", "train", "--data", data, "--mode", "all-layers",
                          "--arch", arch, "--project", tmp, "--name", "run", "--quiet", *extra],
                         env={"TRANSFERLEARN_CACHE": str(Path(tmp) / "cache")})  # cold cache: decoding counts
         s = json.loads((Path(tmp) / "run" / "summary.json").read_text(encoding="utf-8"))
         with open(Path(tmp) / "run" / "results.csv", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
-    # seconds into the process at which each epoch's validation finished: start-up + set-up + epochs so far
-    startup = wall - s["wall_seconds"]
-    t, curve = startup + s["prep_seconds"], []
-    for r in rows:
-        t += float(r["seconds"])
-        if r["val_acc"]:
-            curve.append((round(t, 1), float(r["val_acc"])))
+    # seconds into the process at which each validation finished: results.csv's wall clock of each epoch's end
+    # (the probe's: when its validation ended, before the rest of set-up), less the moment the process was launched
+    curve = [(round(datetime.fromisoformat(r["time"]).timestamp() - launched, 1), float(r["val_acc"]))
+             for r in rows if r["val_acc"]]
     return {"tool": "transferlearn", "best_val_acc": s["best_val_acc"], "process_seconds": round(wall, 1),
             "loop_seconds": round(s["wall_seconds"], 1), "epochs": s.get("epochs_run", s["epochs"]),
-            "head_warmup": s.get("head_warmup"), "curve": curve}
+            "head_warmup": s.get("head_warmup"), "curve": curve, "clock": "results.csv time"}
 
 
 def tutorial(script: str, data: str, epochs: int) -> dict:

@@ -45,7 +45,7 @@ def cli(*args):
 
 def rows(run: Path) -> list[dict]:
     with open(run / "results.csv", encoding="utf-8-sig") as f:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in ("seconds", "time")} for r in csv.DictReader(f)]
 
 
 def tensors(obj, prefix=""):

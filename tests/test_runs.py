@@ -3,6 +3,8 @@ import csv
 import json
 import subprocess
 import sys
+import time
+from datetime import datetime
 
 import pytest
 import torch
@@ -29,8 +31,11 @@ def test_run_folder_contents_and_checkpoint_roundtrip(dataset, tmp_path):
     assert json.loads((run / "classes.json").read_text(encoding="utf-8")) == ["哈密瓜", "苹果-红", "香蕉"]
     with open(run / "results.csv", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "time"]
     assert [r["val_acc"] != "" for r in rows] == [True, False, True]  # every 2 epochs from 1, and the last
+    ends = [datetime.fromisoformat(r["time"]) for r in rows]  # each epoch's end on the wall clock, with its zone
+    assert ends == sorted(ends) and all(t.tzinfo is not None for t in ends)
+    assert abs(time.time() - ends[-1].timestamp()) < 600
     summary = json.loads((run / "summary.json").read_text())
     for k in ("mode", "arch", "best_val_acc", "best_epoch", "epochs", "train_seconds", "images_per_second"):
         assert k in summary

@@ -9,5 +9,6 @@ from ..lazy import face
 
 __getattr__, __dir__, __all__ = face(__name__, {
     "folders": ("RESULT_COLUMNS", "checkpoint_file", "run_folder", "increment_path", "write_json", "write_yaml", "write_csv", "read_csv", "read_yaml_mapping",
+                "now_iso",
                 "TensorBoardLogger", "claim_run_dir", "RunInUse", "RunLock"),
 })

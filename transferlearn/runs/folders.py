@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -12,7 +13,13 @@ import yaml
 from ..errors import OptionsFileError, RunInUse
 
 
-RESULT_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+# time: the wall clock when the epoch ended, after its validation (ISO 8601 with its UTC offset), so a curve can be read
+# against the clock: when a run first reached an accuracy (bench/peers.py's time to target), where it spent its time
+RESULT_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "time"]
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 def increment_path(project: str | os.PathLike, name: str, exist_ok: bool = False) -> Path:
@@ -92,10 +99,11 @@ class TensorBoardLogger:
     def log(self, row: dict, step: int) -> None:
         if self.writer is None:
             return
+        walltime = datetime.fromisoformat(row["time"]).timestamp() if row.get("time") else None
         for key, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc", "accuracy/train"),
                          ("val_acc", "accuracy/val"), ("lr", "lr"), ("train_size", "train_size")):
-            if row.get(key) is not None:
-                self.writer.add_scalar(tag, row[key], step)
+            if row.get(key) is not None:  # at the row's own time: the probe's row is logged after set-up ends
+                self.writer.add_scalar(tag, row[key], step, walltime=walltime)
         self.writer.flush()
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from ..data import balance_report, balance_setup, find_splits, preprocess_config
 from ..models import create_model, get_spec
 from ..models.device import model_to, pick_device
 from ..modes import backbone_frozen
-from ..runs import RunLock, checkpoint as ckpt_io, claim_run_dir
+from ..runs import RunLock, checkpoint as ckpt_io, claim_run_dir, now_iso
 from . import distributed
 from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, options_hash
@@ -62,8 +62,8 @@ def warmup_row(w: dict) -> dict:
     """results.csv's epoch 0: the model after the head warm-up (pretrained backbone, trained head), as fastai's
     fine_tune shows its frozen epoch before the unfrozen ones."""
     return {"epoch": 0, "lr": w["lr"], "train_loss": w["train_loss"], "train_acc": w["train_acc"],
-            "val_loss": w["val_loss"], "val_acc": w["val_acc"], "seconds": w["seconds"], "train_images": 0,
-            "train_seconds": 0.0, "val_images": w["val_images"]}
+            "val_loss": w["val_loss"], "val_acc": w["val_acc"], "seconds": w["seconds"], "time": w.get("time"),
+            "train_images": 0, "train_seconds": 0.0, "val_images": w["val_images"]}
 
 
 class Trainer:
@@ -279,7 +279,7 @@ class Trainer:
                     row.update(validate(self.model, self.val_batches, self.criterion, self.device, self.amp,
                                         forward=self.eval_forward, ctx=ctx, desc=f"epoch {epoch}/{cfg.epochs} val",
                                         quiet=cfg.quiet or not ctx.is_main))
-                row["seconds"] = round(time.perf_counter() - t0 + spent, 3)
+                row["seconds"], row["time"] = round(time.perf_counter() - t0 + spent, 3), now_iso()
                 improved = row.get("val_acc") is not None and row["val_acc"] > state.best_acc
                 if improved:
                     state.best_acc, state.best_epoch = row["val_acc"], epoch

@@ -30,6 +30,7 @@ from dataclasses import replace
 from torch import nn
 
 from ..modes import DEFAULTS, apply_mode
+from ..runs import now_iso
 from .distributed import DistContext
 from .features import feature_batches
 from .loop import train_one_epoch, validate
@@ -69,7 +70,8 @@ def warm_up_head(model: nn.Module, train, val, cfg, ctx: DistContext, device, am
             "bn_eval_epochs": cfg.bn_eval_epochs,
             "train_loss": row["train_loss"], "train_acc": row["train_acc"], "val_acc": probe["val_acc"],
             "val_loss": probe["val_loss"], "val_images": probe["val_images"],
-            "feature_seconds": round(t_features, 2), "seconds": round(time.perf_counter() - t0, 2)}, probe_head
+            "feature_seconds": round(t_features, 2), "seconds": round(time.perf_counter() - t0, 2),
+            "time": now_iso()}, probe_head
 
 
 def head_weights(model: nn.Module) -> dict:
