@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts,
 
 import resultfile  # noqa: E402
 from benchmark import format_table  # noqa: E402
-from peers import TUTORIAL, TUTORIAL_EPOCHS, full_tutorial, kept_tutorial, time_to_target_table  # noqa: E402
+from peers import (TUTORIAL, TUTORIAL_EPOCHS, full_tutorial, kept_tutorial, slowed_note,  # noqa: E402
+                   time_to_target_table)
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 README = PAGE.parent.parent / "README.md"  # its time-to-accuracy table is block readme-time
@@ -75,8 +76,10 @@ def peers_block(dataset: str) -> str:
 # defaults of today, as the runs made before the switch had to.
 HEADLINE = {
     "hymenoptera": ("avx512-amx", ["peers-lpft_hymenoptera_lite0.json", "peers_hymenoptera_lite0.json"]),
-    "flowers": ("avx512-amx", ["peers-lpft_flowers_lite0.json", "peers_flowers_lite0.json"]),
-    "fmnist224": ("avx512-amx", ["peers-keepbn_fmnist224_lite0.json", "peers_fmnist224_lite0.json"]),
+    "flowers": ("avx512-amx", ["peers-lpft_flowers_lite0.json", "peers_flowers_lite0.json",
+                               "peers-fastai_flowers_lite0.json", "peers-timm_flowers_lite0.json"]),
+    "fmnist224": ("avx512-amx", ["peers-lpft_fmnist224_lite0.json", "peers_fmnist224_lite0.json",
+                                 "peers-others_fmnist224_lite0.json"]),
 }
 SWITCH, NOW = "2026-12-05", "--warmup-head keep --bn-eval-epochs -1 --amp off"
 NAMES = {"hymenoptera": "hymenoptera (245 / 153 images)", "flowers": "flower_photos (2,569 / 550)",
@@ -97,7 +100,7 @@ def headline_label(r: dict, date: str) -> str | None:
 def headline(dataset: str) -> dict:
     """The headline runs of `dataset`: its CPU kind, target, the tutorial's time to it, one epoch of the tutorial where
     only that was timed, and (file, row name, run, seconds to the target or None) per run."""
-    from peers import first_reached, target
+    from peers import first_reached, target, undisturbed
     kind, names = HEADLINE[dataset]
     paths = [resultfile.RESULTS / kind / n for n in names if (resultfile.RESULTS / kind / n).exists()]
     rows, per_epoch = [], None
@@ -113,8 +116,8 @@ def headline(dataset: str) -> dict:
         rows.append((kept[0], TUTORIAL, kept[1]))
     tut = next((r for _, _, r in rows if r["tool"] == TUTORIAL), None)
     goal = target([tut]) if tut else None
-    reached = [(p, n, r, first_reached(r["curve"], goal) if goal is not None else None) for p, n, r in rows]
-    return {"kind": kind, "goal": goal, "tutorial_t": first_reached(tut["curve"], goal) if goal is not None else None,
+    reached = [(p, n, r, first_reached(undisturbed(r), goal) if goal is not None else None) for p, n, r in rows]
+    return {"kind": kind, "goal": goal, "tutorial_t": first_reached(undisturbed(tut), goal) if goal is not None else None,
             "per_epoch": per_epoch, "rows": reached}
 
 
@@ -139,7 +142,7 @@ def summary_block() -> str:
             ratio = f"{tut_t / t:.1f}x" if t and tut_t else "-"
             load = r.get("load_after")
             end = f"{r['process_seconds']:.1f}" + (f" ({r['timing']}; not comparable)" if r.get("timing") else "")
-            out.append(f"| {name} | `{path.stem}` | {r['epochs']} | {r['best_val_acc']:.4f} | {end} | {reach} | "
+            out.append(f"| {name}{slowed_note(r)} | `{path.stem}` | {r['epochs']} | {r['best_val_acc']:.4f} | {end} | {reach} | "
                        f"{ratio} | {'-' if load is None else load} |")
         out.append("")
     return "\n".join(out)
@@ -162,7 +165,9 @@ def readme_block() -> str:
         mine = "-" if ours is None else (f"**{ours[0]['best_val_acc']:.4f}**, {ours[0]['process_seconds']:.0f}"
                                          + (" (shared machine)" if ours[0].get("timing") else "")
                                          + (f", **{fmt(ours[1])}**" if h["goal"] is not None else ""))
-        theirs = "not run on this CPU" if tut is None else f"{tut[0]['best_val_acc']:.4f}, {fmt(tut[1])}"
+        theirs = "not run on this CPU" if tut is None else (f"{tut[0]['best_val_acc']:.4f}, {fmt(tut[1])}"
+                                                            + (" (its slowed epochs at its median)" if
+                                                               tut[0].get("slowed_epochs") else ""))
         speed = f"**{tut[1] / ours[1]:.1f}x**" if ours and tut and ours[1] and tut[1] else "-"
         lines.append(f"| {NAMES[dataset]} | {goal} | {mine} | {theirs} | {speed} | "
                      + " | ".join(f"{peer[k]['best_val_acc']:.4f}" if k in peer else "not run"
