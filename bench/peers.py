@@ -157,8 +157,7 @@ def kept_tutorial(path: Path) -> tuple[Path, dict] | None:
     more): the first peers file of the same folder and dataset that holds them. The tutorial's script always trains
     EfficientNet-Lite0, so a MobileNetV2 file is timed against the same target (the issue's goals name both)."""
     _, dataset, arch = path.stem.split("_", 2)
-    same_arch = sorted(path.parent.glob(f"peers*_{dataset}_{arch}.json"))
-    for other in same_arch + [p for p in sorted(path.parent.glob(f"peers*_{dataset}_*.json")) if p not in same_arch]:
+    for other in sorted(path.parent.glob(f"peers*_{dataset}_*.json"), key=lambda p: (p.stem.split("_", 2)[2] != arch, p)):
         tut = full_tutorial(resultfile.load(other)["results"])
         if tut:
             return other, tut
