@@ -147,10 +147,74 @@ def _rows(run: str) -> list[dict]:
     (dict(mode="all-layers", head_lr_scale=0.0), "--head-lr-scale"),
     (dict(mode="last-layer", bn_eval_epochs=1), "belong to --mode all-layers"),
     (dict(mode="scratch", backbone_warmup=1.0), "belong to --mode all-layers"),
+    (dict(mode="all-layers", ema=-1.0), "--ema -1"),
+    (dict(mode="last-layer", ema=1.0), "--ema averages"),
 ])
 def test_finetuning_options_are_checked(opts, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(data="x", arch="mobilenet_v2", **opts).resolved()
+
+
+class _Checkpoints(Callback):
+    """Every resume point's model and trained weights, in order."""
+
+    def __init__(self):
+        self.ckpts = []
+
+    def on_checkpoint(self, trainer, ckpt):
+        ts = ckpt["train_state"]
+        self.ckpts.append({"epoch": ckpt["epoch"], "step": ts["progress"]["step"],
+                           "model": {k: v.clone() for k, v in ckpt["model"].items()},
+                           "trained": {k: v.clone() for k, v in ts["trained"].items()} if "trained" in ts else None})
+
+
+def _distance(a: dict, b: dict, prefix: str = "backbone.") -> float:
+    return sum((a[k].float() - b[k].float()).abs().sum().item() for k in a
+               if k.startswith(prefix) and a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("length,near_probe", [(1000.0, True), (0.01, False)])
+def test_ema_is_validated_and_shipped_and_starts_at_the_probe(dataset, tmp_path, length, near_probe):
+    """A long average stays next to the weights fine-tuning started from (the probe) while the trained weights
+    move; a very short one follows them. The checkpoints and best.pt hold the average, what was validated."""
+    seen = _Checkpoints()
+    s = train(TrainConfig(data=str(dataset), mode="all-layers", epochs=2, head_warmup=2,
+                          warmup_head="keep", warmup_patience=0, ema=length, backbone_runtime="torch",
+                          project=str(tmp_path), name="run", **EXACT), callbacks=[*default_callbacks(), seen])
+    probe = seen.ckpts[0]  # after the warm-up, before fine-tuning's first step: no average yet
+    assert probe["epoch"] == 0 and probe["trained"] is None
+    end = seen.ckpts[-1]
+    moved = _distance(end["trained"], probe["model"])
+    assert moved > 0
+    if near_probe:
+        assert _distance(end["model"], probe["model"]) < 0.05 * moved
+    else:
+        assert _distance(end["model"], end["trained"]) < 0.05 * moved
+    last = load(s["run_dir"] + "/last.pt")
+    assert all(torch.equal(last["model"][k], end["model"][k]) for k in end["model"])
+    best = load(s["run_dir"] + "/best.pt")
+    if best["epoch"] == 2:
+        assert all(torch.equal(best["model"][k], end["model"][k]) for k in end["model"])
+    args = (Path(s["run_dir"]) / "args.yaml").read_text(encoding="utf-8")
+    assert f"ema: {length}" in args
+
+
+def test_resume_with_ema_is_exact(dataset, tmp_path):
+    """Killed mid-epoch, the run continues both the trained weights and their average to the very values of the
+    run that was never stopped."""
+    kw = dict(data=str(dataset), mode="all-layers", epochs=2, head_warmup=2, warmup_head="keep", bn_eval_epochs=-1,
+              ema=0.5, warmup_patience=0, checkpoint_steps=1, project=str(tmp_path), **EXACT)
+    a = train(name="a", **kw)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(TrainConfig(name="b", **kw), callbacks=[*default_callbacks(), _DieAtStep(1)])
+    b = train(resume=str(tmp_path / "b"))
+    wa, wb = load(a["run_dir"] + "/last.pt"), load(b["run_dir"] + "/last.pt")
+    assert b["resumed"] and all(torch.equal(wa["model"][k], wb["model"][k]) for k in wa["model"])
+    ta, tb = wa["train_state"]["trained"], wb["train_state"]["trained"]
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert not all(torch.equal(ta[k], wa["model"][k]) for k in ta)  # the average is not the trained weights
+    assert wa["train_state"]["ema_steps"] == wb["train_state"]["ema_steps"] > 1
+    assert _rows(a["run_dir"]) == _rows(b["run_dir"])
 
 
 def test_compare_says_when_fine_tuning_did_not_improve_the_probe(dataset, tmp_path, capsys):

@@ -41,7 +41,7 @@ class Checkpointer(Callback):
 
     def on_epoch_end(self, trainer, row):
         if row.get("improved"):
-            ckpt_io.save({**trainer.meta(), "model": trainer.model.state_dict(), "epoch": row["epoch"],
+            ckpt_io.save({**trainer.meta(), "model": trainer.state.evaluated().state_dict(), "epoch": row["epoch"],
                           "metrics": _metrics(row)}, trainer.run_dir / "best.pt")
 
     def on_checkpoint(self, trainer, ckpt):

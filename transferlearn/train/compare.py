@@ -67,7 +67,8 @@ def compare(cfg: TrainConfig | None = None, modes=MODES, resume: str | None = No
             # --head-warmup and fine-tuning's BatchNorm and lr options belong to all-layers: the other modes keep
             # their meaning (and their defaults)
             own = {} if mode == "all-layers" else {"head_warmup": None, "bn_eval_epochs": None,
-                                                   "backbone_warmup": 0.0, "head_lr_scale": 1.0}
+                                                   "backbone_warmup": 0.0, "head_lr_scale": 1.0,
+                                                   **({"ema": None} if mode == "last-layer" else {})}
             run_cfg = TrainConfig(**{**asdict(cfg), "mode": mode, "init": init, "weights": weights, **own,
                                      "project": str(out_dir), "name": run, "exist_ok": True, "output": None,
                                      "resume": None})

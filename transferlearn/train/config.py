@@ -60,6 +60,7 @@ class TrainConfig:
     bn_eval_epochs: int | None = None  # all-layers: first N epochs with BatchNorm on running statistics; -1 all
     backbone_warmup: float = 0.0  # all-layers: epochs over which the backbone's lr rises linearly from 0
     head_lr_scale: float = 1.0  # all-layers: the head's lr = lr x this
+    ema: float | None = None  # evaluate and ship a moving average of the weights over about E epochs; 0 off
     patience: int | None = None  # early stopping: evaluations without a better val acc; 0 never; None: mode's
     warmup_patience: int | None = None  # all-layers: stop fine-tuning stalled this long below the probe; None: mode's
     eval_interval: int = 1
@@ -114,6 +115,7 @@ class TrainConfig:
         c.patience = d.patience if c.patience is None else c.patience
         c.warmup_patience = d.warmup_patience if c.warmup_patience is None else c.warmup_patience
         c.warmup_head = c.warmup_head or warmup_head_default(c.mode, c.arch)
+        c.ema = d.ema if c.ema is None else c.ema
         if c.bn_eval_epochs is None:  # running statistics keep the features the kept probe's head was fitted to
             c.bn_eval_epochs = d.bn_eval_epochs if c.head_warmup and c.warmup_head == "keep" else 0
         check_finetuning(c)
@@ -157,7 +159,8 @@ LEGACY = {"batch_augment": False,  # before batched augmentation, every sample w
           "freeze_stages": 0, "layer_decay": 1.0,  # before partial fine-tuning and discriminative lrs
           "warmup_head": "keep",  # before --warmup-head: fine-tuning continued from the probe's head
           "warmup_patience": 0, "progressive_resize": 0,
-          "bn_eval_epochs": 0, "backbone_warmup": 0.0, "head_lr_scale": 1.0}  # before fine-tuning's BN/lr options
+          "bn_eval_epochs": 0, "backbone_warmup": 0.0, "head_lr_scale": 1.0,  # before fine-tuning's BN/lr options
+          "ema": 0.0}  # before the weights' moving average
 
 
 def check_finetuning(c: TrainConfig) -> None:
@@ -167,6 +170,12 @@ def check_finetuning(c: TrainConfig) -> None:
                          f"number of epochs, or -1 (running statistics throughout)")
     if c.backbone_warmup < 0 or c.head_lr_scale <= 0:
         raise ValueError("--backbone-warmup takes 0 (off) or a number of epochs; --head-lr-scale a factor above 0")
+    if c.ema < 0:
+        raise ValueError(f"--ema {c.ema:g}: give the average's length in epochs (1: about the last epoch's steps), "
+                         f"or 0 (off)")
+    if c.ema and backbone_frozen(c.mode):
+        raise ValueError("--ema averages the weights of a network whose backbone trains: it belongs to --mode "
+                         "all-layers or scratch (last-layer's head on cached features has converged by its end)")
     if c.mode != "all-layers" and (c.bn_eval_epochs or c.backbone_warmup or c.head_lr_scale != 1.0):
         raise ValueError(f"--bn-eval-epochs, --backbone-warmup and --head-lr-scale shape how a pretrained backbone "
                          f"is fine-tuned: they belong to --mode all-layers, not {c.mode}")

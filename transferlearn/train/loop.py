@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..models.device import autocast, infer_batches, to_device
 from ..modes import set_train
 from .distributed import DistContext
+from .ema import update_ema
 from .sampling import seed_step
 from .state import TrainState, bn_eval_at, new_progress, warmup_factor
 
@@ -99,6 +100,7 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
                 state.optimizer.step()
             for g, lr in scaled:  # the optimiser (and so a checkpoint) holds the scheduler's lr between steps
                 g["lr"] = lr
+            update_ema(state.ema, state.model)
             b = y.size(0)
             p["loss_sum"] += loss.item() * b
             p["correct"] += int((logits.argmax(1) == y).sum().item())
@@ -116,6 +118,8 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
     bar.close()
     loss_sum, correct, n = ctx.all_reduce_sum([p["loss_sum"], p["correct"], p["n"]])
     sync_buffers(state.model, ctx)
+    if state.ema is not None:  # its buffers average each process's BatchNorm statistics: take the main one's
+        sync_buffers(state.ema, ctx)
     state.train_seconds += p["seconds"]
     state.images_seen += int(n)
     row = {"train_loss": loss_sum / max(n, 1), "train_acc": correct / max(n, 1), "train_seconds": p["seconds"],

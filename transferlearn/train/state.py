@@ -44,6 +44,11 @@ class TrainState:
     freeze_stages: int = 0  # all-layers: the backbone's first stages kept frozen (from the config, not saved)
     bn_eval_epochs: int = 0  # all-layers: first epochs with BatchNorm on running statistics; -1 all (config)
     backbone_warmup: float = 0.0  # all-layers: epochs of linear lr warm-up of the backbone's groups (config)
+    ema: nn.Module | None = None  # --ema: the weights' moving average (train/ema.py), from fine-tuning's first step
+
+    def evaluated(self) -> nn.Module:
+        """The network validation scores and checkpoints ship: the moving average where there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def state_dict(self) -> dict:
         """The training state without the model weights (the checkpoint stores those next to it)."""
@@ -52,7 +57,9 @@ class TrainState:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "epoch": self.epoch, "progress": dict(self.progress), "best_acc": self.best_acc,
                 "best_epoch": self.best_epoch, "history": self.history, "train_seconds": self.train_seconds,
-                "images_seen": self.images_seen, "warmup": self.warmup, "stopped_early": self.stopped_early}
+                "images_seen": self.images_seen, "warmup": self.warmup, "stopped_early": self.stopped_early,
+                **({"trained": self.model.state_dict(), "ema_steps": int(self.ema.n_averaged)}
+                   if self.ema is not None else {})}
 
     def load_state_dict(self, sd: dict) -> None:
         if sd.get("version") != STATE_VERSION:

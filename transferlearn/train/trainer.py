@@ -22,6 +22,7 @@ from ..runs import RunLock, checkpoint as ckpt_io, claim_run_dir, now_iso
 from . import distributed
 from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, options_hash
+from .ema import new_ema, restore_ema
 from .features import feature_batches
 from .loop import Interrupted, compile_module, train_one_epoch, tune_malloc, validate
 from .pipeline import image_batches, image_datasets
@@ -73,6 +74,7 @@ class Trainer:
         self.raw_cfg, self.given = cfg, dict(given or {})
         self.callbacks = default_callbacks() if callbacks is None else callbacks
         self._log, self.resumed, self._stop, self._ckpt, self._probe_head = log, False, None, None, None
+        self._ema_saved = None  # a resumed run's moving average (its weights, steps), restored when fine-tuning starts
 
     def log(self, msg: str) -> None:
         if self.ctx.is_main:
@@ -188,6 +190,9 @@ class Trainer:
     def _restore(self, ck: dict) -> None:
         self.model.load_state_dict(ck["model"])
         self.state.load_state_dict(ck["train_state"])
+        if "trained" in ck["train_state"]:  # --ema: "model" is the average, the optimiser steps these
+            self._ema_saved = (ck["model"], ck["train_state"]["ema_steps"])
+            self.model.load_state_dict(ck["train_state"]["trained"])
         if self.cfg.epochs != ck["args"]["epochs"] and self.state.scheduler is not None:
             sched = self.state.scheduler  # --epochs raised: the schedule stretches to the new length
             if hasattr(sched, "T_max"):
@@ -226,10 +231,10 @@ class Trainer:
         if ctx.world_size > 1:
             procs = (f" | {ctx.world_size} processes ({ctx.backend}), batch {cfg.batch_size} per process = "
                      f"{cfg.batch_size * ctx.world_size} global, lr as given (not scaled)")
-        tuning = ""
+        tuning = f" | EMA of the weights over {cfg.ema:g} epochs" if cfg.ema else ""
         if cfg.freeze_stages or cfg.layer_decay != 1.0:
             n = len(self.model.stages())
-            tuning = (f" | first {cfg.freeze_stages} of {n} backbone stages frozen" if cfg.freeze_stages else
+            tuning += (f" | first {cfg.freeze_stages} of {n} backbone stages frozen" if cfg.freeze_stages else
                       f" | {n} backbone stages") + (f", layer decay {cfg.layer_decay:g}" if cfg.layer_decay != 1 else "")
         start = ""
         if self.resumed:
@@ -264,6 +269,10 @@ class Trainer:
                         cb.on_epoch_end(self, {**row, "improved": True})
                     swap_head(self.model, fresh)
                 self.checkpoint()
+            if cfg.ema and state.ema is None:  # the average starts where fine-tuning starts (after the probe)
+                state.ema = new_ema(self.model, cfg.ema, len(self.train_batches))
+                if self._ema_saved is not None:
+                    restore_ema(state.ema, *self._ema_saved)
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch + 1
                 lr = state.optimizer.param_groups[-1]["lr"]  # the head's (--layer-decay lowers the others)
@@ -276,9 +285,10 @@ class Trainer:
                     after_step=self._after_step, stop_requested=lambda: self._stop is not None)}
                 if should_eval(epoch, cfg):
                     self.val_batches.set_epoch(epoch)
-                    row.update(validate(self.model, self.val_batches, self.criterion, self.device, self.amp,
-                                        forward=self.eval_forward, ctx=ctx, desc=f"epoch {epoch}/{cfg.epochs} val",
-                                        quiet=cfg.quiet or not ctx.is_main))
+                    evaluated = state.evaluated()
+                    row.update(validate(evaluated, self.val_batches, self.criterion, self.device, self.amp,
+                                        forward=self.eval_forward if evaluated is self.model else evaluated, ctx=ctx,
+                                        desc=f"epoch {epoch}/{cfg.epochs} val", quiet=cfg.quiet or not ctx.is_main))
                 row["seconds"], row["time"] = round(time.perf_counter() - t0 + spent, 3), now_iso()
                 improved = row.get("val_acc") is not None and row["val_acc"] > state.best_acc
                 if improved:
@@ -320,7 +330,7 @@ class Trainer:
         if not self.ctx.is_main:
             return
         last = self.state.history[-1] if self.state.history else {}
-        ck = {**self.meta(), "model": self.model.state_dict(), "epoch": self.state.epoch,
+        ck = {**self.meta(), "model": self.state.evaluated().state_dict(), "epoch": self.state.epoch,
               "metrics": {k: v for k, v in last.items() if v is not None}, "train_state": self.state.state_dict(),
               "rng": [r["rng"] for r in per_rank], "rank_progress": [r["progress"] for r in per_rank],
               "world_size": self.ctx.world_size, "options_hash": options_hash(self.cfg)}
