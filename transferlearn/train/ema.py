@@ -24,20 +24,25 @@ def ema_decay(epochs: float, steps_per_epoch: int) -> float:
     return 1.0 - 1.0 / max(epochs * steps_per_epoch, 1.0)
 
 
-def new_ema(model: nn.Module, epochs: float, steps_per_epoch: int) -> AveragedModel:
+def new_ema(model: nn.Module, epochs: float, steps_per_epoch: int, saved: tuple | None = None) -> AveragedModel:
     """An average that starts at `model`'s current weights (n_averaged 1: the first step is averaged in, not
-    copied over them)."""
+    copied over them), or a resumed run's `saved` (weights, steps averaged) from `trained_weights`."""
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay(epochs, steps_per_epoch)),
                         use_buffers=True)
     ema.n_averaged.fill_(1)
+    if saved is not None:
+        ema.module.load_state_dict(saved[0])
+        ema.n_averaged.fill_(int(saved[1]))
     ema.requires_grad_(False)
     return ema
 
 
-def restore_ema(ema: AveragedModel, weights: dict, n_averaged: int) -> None:
-    """The average as a checkpoint holds it: its weights (the checkpoint's "model") and how many steps it has seen."""
-    ema.module.load_state_dict(weights)
-    ema.n_averaged.fill_(int(n_averaged))
+def trained_weights(ckpt: dict) -> tuple[dict, tuple | None]:
+    """A resume point's weights the optimiser steps, and its average (weights, steps) where it has one."""
+    ts = ckpt["train_state"]
+    if "trained" not in ts:
+        return ckpt["model"], None
+    return ts["trained"], (ckpt["model"], ts["ema_steps"])
 
 
 @torch.no_grad()

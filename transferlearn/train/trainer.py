@@ -22,7 +22,7 @@ from ..runs import RunLock, checkpoint as ckpt_io, claim_run_dir, now_iso
 from . import distributed
 from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, options_hash
-from .ema import new_ema, restore_ema
+from .ema import new_ema, trained_weights
 from .features import feature_batches
 from .loop import Interrupted, compile_module, train_one_epoch, tune_malloc, validate
 from .pipeline import image_batches, image_datasets
@@ -71,10 +71,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, callbacks: list[Callback] | None = None, given: dict | None = None,
                  log=print):
         """`given`: with cfg.resume, the options stated for this invocation (only some may differ from the run's)."""
-        self.raw_cfg, self.given = cfg, dict(given or {})
+        self.raw_cfg, self.given, self._log, self.resumed = cfg, dict(given or {}), log, False
         self.callbacks = default_callbacks() if callbacks is None else callbacks
-        self._log, self.resumed, self._stop, self._ckpt, self._probe_head = log, False, None, None, None
-        self._ema_saved = None  # a resumed run's moving average (its weights, steps), restored when fine-tuning starts
+        self._stop = self._ckpt = self._probe_head = self._ema_saved = None  # _ema_saved: a resumed run's average
 
     def log(self, msg: str) -> None:
         if self.ctx.is_main:
@@ -188,11 +187,9 @@ class Trainer:
         return self
 
     def _restore(self, ck: dict) -> None:
-        self.model.load_state_dict(ck["model"])
+        weights, self._ema_saved = trained_weights(ck)  # --ema: the checkpoint's "model" is the average
+        self.model.load_state_dict(weights)
         self.state.load_state_dict(ck["train_state"])
-        if "trained" in ck["train_state"]:  # --ema: "model" is the average, the optimiser steps these
-            self._ema_saved = (ck["model"], ck["train_state"]["ema_steps"])
-            self.model.load_state_dict(ck["train_state"]["trained"])
         if self.cfg.epochs != ck["args"]["epochs"] and self.state.scheduler is not None:
             sched = self.state.scheduler  # --epochs raised: the schedule stretches to the new length
             if hasattr(sched, "T_max"):
@@ -270,9 +267,7 @@ class Trainer:
                     swap_head(self.model, fresh)
                 self.checkpoint()
             if cfg.ema and state.ema is None:  # the average starts where fine-tuning starts (after the probe)
-                state.ema = new_ema(self.model, cfg.ema, len(self.train_batches))
-                if self._ema_saved is not None:
-                    restore_ema(state.ema, *self._ema_saved)
+                state.ema = new_ema(self.model, cfg.ema, len(self.train_batches), self._ema_saved)
             while state.epoch < cfg.epochs and not state.stopped_early:
                 epoch = state.epoch + 1
                 lr = state.optimizer.param_groups[-1]["lr"]  # the head's (--layer-decay lowers the others)
