@@ -185,10 +185,13 @@ def test_epochs_another_job_slowed_are_timed_at_the_runs_median_epoch():
 
 def test_headline_rows_name_which_defaults_they_ran():
     """A file's "(defaults)" are those of its date: the headline tables must not call the old ones today's."""
-    from report import NOW, SWITCH, headline_label
+    from report import headline_label
     ours = {"tool": "transferlearn", "options": "(defaults)"}
-    assert "before" in headline_label(ours, "2026-12-02")
-    assert headline_label(ours, SWITCH).startswith("transferlearn, defaults (")
-    assert headline_label({**ours, "options": NOW}, "2026-12-02").startswith("transferlearn, defaults (")
-    assert headline_label({**ours, "options": "--amp bf16"}, SWITCH) is None  # not a defaults run: left out
+    assert "before 2026-12-05 (fresh head" in headline_label(ours, "2026-12-02")
+    assert "before the moving average" in headline_label(ours, "2026-12-05")  # that day's first switch only
+    assert headline_label(ours, "2026-12-06").startswith("transferlearn, defaults (")
+    assert headline_label({**ours, "options": "--ema 1"}, "2026-12-05").startswith("transferlearn, defaults (")
+    assert "before the moving average" in headline_label(
+        {**ours, "options": "--warmup-head keep --bn-eval-epochs -1 --amp off"}, "2026-12-02")
+    assert headline_label({**ours, "options": "--amp bf16"}, "2026-12-05") is None  # not a defaults run: left out
     assert headline_label({"tool": "fastai fine_tune"}, "2026-12-02") == "fastai fine_tune"

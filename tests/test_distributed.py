@@ -57,8 +57,10 @@ def results(run: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_two_processes_one_folder_one_model_exact_validation(data, tmp_path):
-    cfg = dict(BASE, data=str(data), mode="all-layers", epochs=2, project=str(tmp_path / "runs"), name="d")
+@pytest.mark.parametrize("extra", [{}, {"head_warmup": 2, "warmup_head": "keep", "ema": 1.0}], ids=["plain", "ema"])
+def test_two_processes_one_folder_one_model_exact_validation(data, tmp_path, extra):
+    """With --ema too: the average's BatchNorm buffers follow each process's statistics and are synced each epoch."""
+    cfg = dict(BASE, data=str(data), mode="all-layers", epochs=2, project=str(tmp_path / "runs"), name="d", **extra)
     r = run_worker(cfg, tmp_path)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["d"]  # the folder was chosen once
     assert "2 processes (gloo), batch 4 per process = 8 global" in r.stdout

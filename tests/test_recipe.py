@@ -203,6 +203,13 @@ def test_all_layers_defaults_warm_up_the_head_and_stop_early():
     assert TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2", warmup_head="keep").resolved() \
         .bn_eval_epochs == -1  # asked for: the kept head gets the features it was fitted to
     assert TrainConfig(data="x", mode="last-layer").resolved().bn_eval_epochs == 0
+    # the weights' moving average starts at the probe: a default only where fine-tuning starts from its head
+    assert TrainConfig(**lite0).resolved().ema == 1.0  # a tenth of the run: 10 epochs
+    assert TrainConfig(**lite0, epochs=5).resolved().ema == 0.5  # the demo's
+    for given in (dict(warmup_head="reset"), dict(head_warmup=0), dict(arch="mobilenet_v2"), dict(mode="scratch"),
+                  dict(mode="last-layer")):
+        assert TrainConfig(**{**lite0, **given}).resolved().ema == 0.0, given
+    assert TrainConfig(**lite0, ema=0.5).resolved().ema == 0.5
     with pytest.raises(ValueError, match="--warmup-head probe: choose one of reset, keep"):
         TrainConfig(data="x", mode="all-layers", arch="mobilenet_v2", warmup_head="probe").resolved()
 

@@ -101,8 +101,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ema", type=float, metavar="E",
                    help="all-layers and scratch: validate, keep and ship an exponential moving average of the weights "
                         "over about the last E epochs' steps instead of the last step's weights (timm's --model-ema, "
-                        "with its length in epochs); it starts where fine-tuning starts. Default "
-                        f"{DEFAULTS['all-layers'].ema:g} for all-layers; 0: off")
+                        "with its length in epochs); it starts where fine-tuning starts. Default: a tenth of "
+                        "--epochs (1 at 10) where all-layers fine-tunes from the probe's head (--warmup-head keep), "
+                        "else 0: off")
     g.add_argument("--freeze-stages", type=int, metavar="K",
                    help="all-layers: keep the backbone's first K stages frozen (weights and BatchNorm statistics, "
                         "as last-layer keeps all of them), so the backward pass stops early. The run's first line "

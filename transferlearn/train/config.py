@@ -115,7 +115,8 @@ class TrainConfig:
         c.patience = d.patience if c.patience is None else c.patience
         c.warmup_patience = d.warmup_patience if c.warmup_patience is None else c.warmup_patience
         c.warmup_head = c.warmup_head or warmup_head_default(c.mode, c.arch)
-        c.ema = d.ema if c.ema is None else c.ema
+        if c.ema is None:  # the average starts at the probe only where fine-tuning starts from its head
+            c.ema = round(d.ema * c.epochs, 3) if c.head_warmup and c.warmup_head == "keep" else 0.0
         if c.bn_eval_epochs is None:  # running statistics keep the features the kept probe's head was fitted to
             c.bn_eval_epochs = d.bn_eval_epochs if c.head_warmup and c.warmup_head == "keep" else 0
         check_finetuning(c)
