@@ -44,7 +44,7 @@ class ModeDefaults:
     warmup_patience: int = 0  # stop fine-tuning that stalls this many evaluations below the probe (train/stopping.py)
     bn_eval_epochs: int = 0  # fine-tuning epochs with BatchNorm on running statistics (-1: all), from a kept probe
     warmup_head: str = "reset"  # fine-tuning starts from the probe's head (keep) or the initial one (reset)
-    ema: float = 0.0  # from a kept probe: validate a moving average of the weights over this share of --epochs (train/ema.py)
+    ema: float = 0.0  # from a kept probe: a moving average of the weights over this share of --epochs (train/ema.py)
 
 
 DEFAULTS = {
