@@ -126,15 +126,22 @@ def test_resume_mid_warmup_is_exact(dataset, tmp_path):
     weights of the run that was never stopped."""
     kw = dict(data=str(dataset), mode="all-layers", epochs=3, head_warmup=2, warmup_head="keep", bn_eval_epochs=2,
               backbone_warmup=1.5, checkpoint_steps=1, project=str(tmp_path), **EXACT)
+    wa, wb = _uninterrupted_and_resumed(kw, tmp_path)
+    oa, ob = wa["train_state"]["optimizer"], wb["train_state"]["optimizer"]
+    assert all(torch.equal(oa["state"][i]["exp_avg"], ob["state"][i]["exp_avg"]) for i in oa["state"])
+
+
+def _uninterrupted_and_resumed(kw: dict, tmp_path) -> tuple[dict, dict]:
+    """last.pt of a run never stopped and of the same run killed after fine-tuning's first step and resumed, once
+    their weights and results.csv rows are checked equal."""
     a = train(name="a", **kw)
     with pytest.raises(RuntimeError, match="killed"):
         train(TrainConfig(name="b", **kw), callbacks=[*default_callbacks(), _DieAtStep(1)])
     b = train(resume=str(tmp_path / "b"))
     wa, wb = load(a["run_dir"] + "/last.pt"), load(b["run_dir"] + "/last.pt")
     assert b["resumed"] and all(torch.equal(wa["model"][k], wb["model"][k]) for k in wa["model"])
-    oa, ob = wa["train_state"]["optimizer"], wb["train_state"]["optimizer"]
-    assert all(torch.equal(oa["state"][i]["exp_avg"], ob["state"][i]["exp_avg"]) for i in oa["state"])
     assert _rows(a["run_dir"]) == _rows(b["run_dir"])
+    return wa, wb
 
 
 def _rows(run: str) -> list[dict]:
@@ -204,17 +211,11 @@ def test_resume_with_ema_is_exact(dataset, tmp_path):
     run that was never stopped."""
     kw = dict(data=str(dataset), mode="all-layers", epochs=2, head_warmup=2, warmup_head="keep", bn_eval_epochs=-1,
               ema=0.5, warmup_patience=0, checkpoint_steps=1, project=str(tmp_path), **EXACT)
-    a = train(name="a", **kw)
-    with pytest.raises(RuntimeError, match="killed"):
-        train(TrainConfig(name="b", **kw), callbacks=[*default_callbacks(), _DieAtStep(1)])
-    b = train(resume=str(tmp_path / "b"))
-    wa, wb = load(a["run_dir"] + "/last.pt"), load(b["run_dir"] + "/last.pt")
-    assert b["resumed"] and all(torch.equal(wa["model"][k], wb["model"][k]) for k in wa["model"])
+    wa, wb = _uninterrupted_and_resumed(kw, tmp_path)
     ta, tb = wa["train_state"]["trained"], wb["train_state"]["trained"]
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
     assert not all(torch.equal(ta[k], wa["model"][k]) for k in ta)  # the average is not the trained weights
     assert wa["train_state"]["ema_steps"] == wb["train_state"]["ema_steps"] > 1
-    assert _rows(a["run_dir"]) == _rows(b["run_dir"])
 
 
 def test_compare_says_when_fine_tuning_did_not_improve_the_probe(dataset, tmp_path, capsys):
