@@ -113,7 +113,8 @@ class Artifacts(Callback):
         from ..reporting.plots import plot_curves
         from ..reporting.report import write_report
         cfg, run_dir = trainer.cfg, trainer.run_dir
-        plot_curves(trainer.state.history, run_dir / "curves.png", title=f"{cfg.arch} {cfg.mode}")
+        averaged = f" (val: the weights' moving average over {cfg.ema:g} epoch{'s' * (cfg.ema > 1)})" if cfg.ema else ""
+        plot_curves(trainer.state.history, run_dir / "curves.png", title=f"{cfg.arch} {cfg.mode}{averaged}")
         write_json(run_dir / "summary.json", summary)
         report(write_report, run_dir, trainer.log)
         if cfg.output:

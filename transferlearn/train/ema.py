@@ -10,7 +10,8 @@ E is the average's time constant in epochs, so one value means the same on 250 i
 keeps 1 - 1/(E x steps per epoch) of the average. It starts at the weights fine-tuning starts from (the probe,
 with --warmup-head keep), not at the first step's. The training state keeps both: the checkpoints' "model" is
 the average (what was validated, what best.pt and predict use), train_state["trained"] the weights the
-optimiser steps, so a resumed run continues both exactly.
+optimiser steps, so a resumed run continues both exactly. results.csv's train loss and accuracy stay those of
+the trained weights, measured as they step; its val columns are the average's.
 """
 from __future__ import annotations
 

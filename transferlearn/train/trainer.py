@@ -228,7 +228,7 @@ class Trainer:
         if ctx.world_size > 1:
             procs = (f" | {ctx.world_size} processes ({ctx.backend}), batch {cfg.batch_size} per process = "
                      f"{cfg.batch_size * ctx.world_size} global, lr as given (not scaled)")
-        tuning = f" | EMA of the weights over {cfg.ema:g} epochs" if cfg.ema else ""
+        tuning = f" | EMA of the weights over {cfg.ema:g} epoch{'s' * (cfg.ema > 1)}" if cfg.ema else ""
         if cfg.freeze_stages or cfg.layer_decay != 1.0:
             n = len(self.model.stages())
             tuning += (f" | first {cfg.freeze_stages} of {n} backbone stages frozen" if cfg.freeze_stages else
