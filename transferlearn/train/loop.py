@@ -3,6 +3,7 @@ No files, no console lines beyond a progress bar; the same code under 1 or N pro
 all-reduced at the end)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..models.bnfold import folded_batchnorm
 from ..models.device import autocast, infer_batches, to_device
 from ..modes import set_train
 from .distributed import DistContext
@@ -75,46 +77,52 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
     ctx = ctx or DistContext()
     forward = state.model if forward is None else forward
     epoch, p = state.epoch + 1, state.progress
-    set_train(state.model, state.mode, state.freeze_stages, bn_eval_at(epoch, state.bn_eval_epochs))
+    bn_eval = bn_eval_at(epoch, state.bn_eval_epochs)
+    set_train(state.model, state.mode, state.freeze_stages, bn_eval)
     steps = len(batches) if state.backbone_warmup else 0
     bar = _bar(batches, desc, quiet, initial=p["step"])
     t_prev = time.perf_counter()
-    for batch in bar:
-        if batch is not None:  # None: every image of this batch was unreadable (reported when decoded)
-            x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
-            seed_step(seed, epoch, p["step"], ctx.rank)
-            with autocast(device, amp):
-                logits = forward(x)
-                loss = criterion(logits.float(), y)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; "
-                                         f"lower --lr (now {state.optimizer.param_groups[-1]['lr']:g})")
-            state.optimizer.zero_grad(set_to_none=True)
-            scaled = scale_backbone_lr(state, warmup_factor(epoch, p["step"], steps, state.backbone_warmup))
-            if state.scaler is not None:
-                state.scaler.scale(loss).backward()
-                state.scaler.step(state.optimizer)
-                state.scaler.update()
-            else:
-                loss.backward()
-                state.optimizer.step()
-            for g, lr in scaled:  # the optimiser (and so a checkpoint) holds the scheduler's lr between steps
-                g["lr"] = lr
-            update_ema(state.ema, state.model)
-            b = y.size(0)
-            p["loss_sum"] += loss.item() * b
-            p["correct"] += int((logits.argmax(1) == y).sum().item())
-            p["n"] += b
-            bar.set_postfix(loss=f"{p['loss_sum'] / p['n']:.4f}", acc=f"{p['correct'] / p['n']:.3f}")
-        p["step"] += 1
-        now = time.perf_counter()
-        p["seconds"] += now - t_prev  # loading the batch included
-        t_prev = now
-        if after_step is not None:
-            after_step(state)
-        if stop_requested is not None and ctx.any(stop_requested()):
-            bar.close()
-            raise Interrupted
+    with contextlib.ExitStack() as folding:  # BatchNorm on running statistics folded into convolutions (bnfold)
+        folded = False
+        for batch in bar:
+            if batch is not None:  # None: every image of this batch was unreadable (reported when decoded)
+                x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
+                if bn_eval and not folded and forward is not state.model.head:
+                    folding.enter_context(folded_batchnorm(state.model.backbone, x[:2]))
+                    folded = True
+                seed_step(seed, epoch, p["step"], ctx.rank)
+                with autocast(device, amp):
+                    logits = forward(x)
+                    loss = criterion(logits.float(), y)
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; "
+                                             f"lower --lr (now {state.optimizer.param_groups[-1]['lr']:g})")
+                state.optimizer.zero_grad(set_to_none=True)
+                scaled = scale_backbone_lr(state, warmup_factor(epoch, p["step"], steps, state.backbone_warmup))
+                if state.scaler is not None:
+                    state.scaler.scale(loss).backward()
+                    state.scaler.step(state.optimizer)
+                    state.scaler.update()
+                else:
+                    loss.backward()
+                    state.optimizer.step()
+                for g, lr in scaled:  # the optimiser (and so a checkpoint) holds the scheduler's lr between steps
+                    g["lr"] = lr
+                update_ema(state.ema, state.model)
+                b = y.size(0)
+                p["loss_sum"] += loss.item() * b
+                p["correct"] += int((logits.argmax(1) == y).sum().item())
+                p["n"] += b
+                bar.set_postfix(loss=f"{p['loss_sum'] / p['n']:.4f}", acc=f"{p['correct'] / p['n']:.3f}")
+            p["step"] += 1
+            now = time.perf_counter()
+            p["seconds"] += now - t_prev  # loading the batch included
+            t_prev = now
+            if after_step is not None:
+                after_step(state)
+            if stop_requested is not None and ctx.any(stop_requested()):
+                bar.close()
+                raise Interrupted
     bar.close()
     loss_sum, correct, n = ctx.all_reduce_sum([p["loss_sum"], p["correct"], p["n"]])
     sync_buffers(state.model, ctx)
