@@ -74,33 +74,39 @@ def peers_block(dataset: str) -> str:
 # tutorial's 25 epochs are the ones kept in that folder (peers.kept_tutorial). Of our runs only the defaults are shown,
 # named by the defaults they ran (ERAS).
 HEADLINE = {
-    "hymenoptera": ("avx512-amx", ["peers-ema1_hymenoptera_lite0.json", "peers-lpft_hymenoptera_lite0.json",
-                                   "peers_hymenoptera_lite0.json"]),
-    "flowers": ("avx512-amx", ["peers-ema1_flowers_lite0.json", "peers-lpft_flowers_lite0.json",
-                               "peers_flowers_lite0.json", "peers-fastai_flowers_lite0.json",
-                               "peers-timm_flowers_lite0.json"]),
-    "fmnist224": ("avx512-amx", ["peers-ema1_fmnist224_lite0.json", "peers-lpft_fmnist224_lite0.json",
-                                 "peers_fmnist224_lite0.json", "peers-others_fmnist224_lite0.json"]),
+    "hymenoptera": ("avx512-amx", ["peers-fold_hymenoptera_lite0.json", "peers-ema1_hymenoptera_lite0.json",
+                                   "peers-lpft_hymenoptera_lite0.json", "peers_hymenoptera_lite0.json"]),
+    "flowers": ("avx512-amx", ["peers-fold_flowers_lite0.json", "peers-ema1_flowers_lite0.json",
+                               "peers-lpft_flowers_lite0.json", "peers_flowers_lite0.json",
+                               "peers-fastai_flowers_lite0.json", "peers-timm_flowers_lite0.json"]),
+    "fmnist224": ("avx512-amx", ["peers-fold_fmnist224_lite0.json", "peers-ema1_fmnist224_lite0.json",
+                                 "peers-lpft_fmnist224_lite0.json", "peers_fmnist224_lite0.json",
+                                 "peers-others_fmnist224_lite0.json"]),
 }
 # all-layers' defaults for EfficientNet-Lite0 over time, oldest first: (first date, the options that spell them out on
-# the code before them, the row's name). A "(defaults)" row is of the era its file's date falls in; a row whose options
-# spell out an era's defaults is of that era, whatever its date. Both switches came on 2026-12-05, the moving average
-# after the probe's head: that day's "(defaults)" files are the kept head alone, and its average's runs spell it out.
-ERAS = [("", None, "transferlearn, defaults before 2026-12-05 (fresh head after the probe)"),
+# the code before them, the row's name, the result files' name prefix where only the code changed). A "(defaults)" row
+# is of the last era its file's date falls in; a row whose options spell out an era's defaults is of that era, whatever
+# its date, and of the newest such era whose prefix its file name has. Both switches came on 2026-12-05, the moving
+# average after the probe's head: that day's "(defaults)" files are the kept head alone, and its average's runs spell
+# it out. BatchNorm folding (models/bnfold.py) changed no option, only the speed: its runs are the peers-fold files.
+ERAS = [("", None, "transferlearn, defaults before 2026-12-05 (fresh head after the probe)", None),
         ("2026-12-05", "--warmup-head keep --bn-eval-epochs -1 --amp off",
-         "transferlearn, defaults before the moving average (probe's head kept, BatchNorm on running statistics)"),
-        ("2026-12-06", "--ema 1",
-         "transferlearn, defaults (probe's head kept, BatchNorm on running statistics, moving average of the weights)")]
+         "transferlearn, defaults before the moving average (probe's head kept, BatchNorm on running statistics)", None),
+        ("2026-12-06", "--ema 1", "transferlearn, defaults before BatchNorm folding (probe's head kept, BatchNorm on "
+         "running statistics, moving average of the weights)", None),
+        ("2026-12-06", "--ema 1", "transferlearn, defaults (probe's head kept, BatchNorm on running statistics and "
+         "folded into its convolution, moving average of the weights)", "peers-fold")]
 NAMES = {"hymenoptera": "hymenoptera (245 / 153 images)", "flowers": "flower_photos (2,569 / 550)",
          "fmnist224": "Fashion-MNIST subset, 224 px (2,000 / 500)"}
 
 
-def headline_label(r: dict, date: str) -> str | None:
+def headline_label(r: dict, date: str, file: str = "") -> str | None:
     """A row's name in the headline tables (ERAS); None for a run that is not the defaults of any time."""
     if r["tool"] != "transferlearn":
         return r["tool"]
-    spelled = next((name for _, options, name in ERAS if options is not None and r.get("options") == options), None)
-    dated = next((name for start, _, name in reversed(ERAS) if date >= start), None)
+    spelled = next((name for _, options, name, prefix in reversed(ERAS) if options is not None
+                    and r.get("options") == options and file.startswith(prefix or "")), None)
+    dated = next((name for start, _, name, _ in reversed(ERAS) if date >= start), None)
     return spelled or (dated if r.get("options") == "(defaults)" else None)
 
 
@@ -116,7 +122,7 @@ def headline(dataset: str) -> dict:
         for r in raw["results"]:
             if r["tool"] == TUTORIAL and r["epochs"] != TUTORIAL_EPOCHS:
                 per_epoch = per_epoch or r["loop_seconds"] / r["epochs"]
-            elif (name := headline_label(r, raw["machine"]["date"])):
+            elif (name := headline_label(r, raw["machine"]["date"], path.name)):
                 rows.append((path, name, r))
     kept = kept_tutorial(paths[0]) if paths else None
     if kept and not any(r["tool"] == TUTORIAL for _, _, r in rows):

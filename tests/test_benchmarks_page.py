@@ -190,7 +190,11 @@ def test_headline_rows_name_which_defaults_they_ran():
     assert "before 2026-12-05 (fresh head" in headline_label(ours, "2026-12-02")
     assert "before the moving average" in headline_label(ours, "2026-12-05")  # that day's first switch only
     assert headline_label(ours, "2026-12-06").startswith("transferlearn, defaults (")
-    assert headline_label({**ours, "options": "--ema 1"}, "2026-12-05").startswith("transferlearn, defaults (")
+    # the moving average's runs spell it out; the runs after BatchNorm folding, the same options, are their own files
+    assert "before BatchNorm folding" in headline_label({**ours, "options": "--ema 1"}, "2026-12-05",
+                                                        "peers-ema1_flowers_lite0.json")
+    assert headline_label({**ours, "options": "--ema 1"}, "2026-12-05", "peers-fold_flowers_lite0.json") \
+        .startswith("transferlearn, defaults (")
     assert "before the moving average" in headline_label(
         {**ours, "options": "--warmup-head keep --bn-eval-epochs -1 --amp off"}, "2026-12-02")
     assert headline_label({**ours, "options": "--amp bf16"}, "2026-12-05") is None  # not a defaults run: left out
