@@ -97,3 +97,27 @@ def test_training_folds_only_the_epochs_on_running_statistics(dataset, tmp_path,
                           head_warmup=0, bn_eval_epochs=1, img_size=32, batch_size=8, project=str(tmp_path),
                           name="r", quiet=True))
     assert seen == [20] and r["epochs_run"] == 2  # epoch 1 on running statistics (folded), epoch 2 on batch ones
+
+
+class Compiled(nn.Module):
+    """Stands for torch.compile's wrapper (which keeps the module as `_orig_mod`) without compiling."""
+
+    def __init__(self, module):
+        super().__init__()
+        self._orig_mod = module
+
+    def forward(self, x):
+        return self._orig_mod(x)
+
+
+def test_a_compiled_model_is_not_folded(dataset, tmp_path, monkeypatch):
+    import transferlearn.train.loop as loop
+    import transferlearn.train.trainer as trainer
+    from transferlearn import TrainConfig, train
+    seen = []
+    monkeypatch.setattr(loop, "folded_batchnorm", lambda module, x: seen.append(1))
+    monkeypatch.setattr(trainer, "compile_module", lambda module, cache_dir=None: Compiled(module))
+    r = train(TrainConfig(data=str(dataset), mode="all-layers", arch="resnet18", weights="none", epochs=1,
+                          head_warmup=0, bn_eval_epochs=1, img_size=32, batch_size=8, compile=True,
+                          project=str(tmp_path), name="r", quiet=True))
+    assert seen == [] and r["epochs_run"] == 1  # torch.compile fuses BatchNorm itself

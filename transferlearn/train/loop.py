@@ -79,6 +79,8 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
     epoch, p = state.epoch + 1, state.progress
     bn_eval = bn_eval_at(epoch, state.bn_eval_epochs)
     set_train(state.model, state.mode, state.freeze_stages, bn_eval)
+    # torch.compile fuses BatchNorm itself, and a module swapped under a compiled one would make it compile again
+    fold = bn_eval and forward is not state.model.head and not hasattr(getattr(forward, "module", forward), "_orig_mod")
     steps = len(batches) if state.backbone_warmup else 0
     bar = _bar(batches, desc, quiet, initial=p["step"])
     t_prev = time.perf_counter()
@@ -87,7 +89,7 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
         for batch in bar:
             if batch is not None:  # None: every image of this batch was unreadable (reported when decoded)
                 x, y = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
-                if bn_eval and not folded and forward is not state.model.head:
+                if fold and not folded:
                     folding.enter_context(folded_batchnorm(state.model.backbone, x[:2]))
                     folded = True
                 seed_step(seed, epoch, p["step"], ctx.rank)
