@@ -46,29 +46,18 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
     return conv.weight * s.reshape(-1, 1, 1, 1), bias
 
 
-class _FoldedConv2d(nn.Conv2d):
-    _unfolded = nn.Conv2d
-
-    def forward(self, x):
-        w, b = _folded(self, self.__dict__["_fold_bn"])
-        return self._conv_forward(x, w, b)
-
-
-def _folded_conv2d_same(self, x):
-    from timm.layers import conv2d_same
+def _folded_conv(self, x):
     w, b = _folded(self, self.__dict__["_fold_bn"])
+    if self._unfolded is nn.Conv2d:
+        return self._conv_forward(x, w, b)
+    from timm.layers import conv2d_same  # timm's Conv2dSame (_conv_ok): TF's SAME padding on every call
     return conv2d_same(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
 
-class _FoldedBatchNorm2d(nn.BatchNorm2d):
-    _unfolded = nn.BatchNorm2d
-
-    def forward(self, x):  # its scale and shift are in the convolution before it
+def _folded_norm(self, x):  # its scale and shift are in the convolution before it
+    if not hasattr(self, "act"):  # nn.BatchNorm2d
         return x
-
-
-def _folded_bn_act(self, x):
-    x = self.drop(x)
+    x = self.drop(x)  # timm's BatchNormAct2d
     if isinstance(self.act, nn.Hardtanh):  # ReLU6: out of place; in place, autograd first copies the tensor
         return F.hardtanh(x, self.act.min_val, self.act.max_val)  # (40 against 75 ms a layer: docs/speed.md)
     return self.act(x)
@@ -78,7 +67,7 @@ _SUBCLASSES: dict[type, type] = {}
 
 
 def _subclass(cls: type, forward) -> type:
-    """`cls` with `forward` replaced, made once per class (timm's classes only when timm built the model)."""
+    """`cls` with `forward` replaced, made once per class; `_unfolded` leads back to `cls`."""
     if cls not in _SUBCLASSES:
         _SUBCLASSES[cls] = type(f"Folded{cls.__name__}", (cls,), {"forward": forward, "_unfolded": cls})
     return _SUBCLASSES[cls]
@@ -110,8 +99,8 @@ def conv_bn_pairs(module: nn.Module, x: torch.Tensor, norms: set) -> list[tuple[
 def fold(pairs: list[tuple[nn.Module, nn.Module]]) -> None:
     for conv, bn in pairs:
         conv.__dict__["_fold_bn"] = bn  # not a registered submodule: the state_dict stays the unfolded one's
-        conv.__class__ = _FoldedConv2d if type(conv) is nn.Conv2d else _subclass(type(conv), _folded_conv2d_same)
-        bn.__class__ = _FoldedBatchNorm2d if type(bn) is nn.BatchNorm2d else _subclass(type(bn), _folded_bn_act)
+        conv.__class__ = _subclass(type(conv), _folded_conv)
+        bn.__class__ = _subclass(type(bn), _folded_norm)
 
 
 def unfold(pairs: list[tuple[nn.Module, nn.Module]]) -> None:

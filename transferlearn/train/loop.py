@@ -80,7 +80,7 @@ def train_one_epoch(state: TrainState, batches, criterion, device: torch.device,
     bn_eval = bn_eval_at(epoch, state.bn_eval_epochs)
     set_train(state.model, state.mode, state.freeze_stages, bn_eval)
     # torch.compile fuses BatchNorm itself, and a module swapped under a compiled one would make it compile again
-    fold = bn_eval and forward is not state.model.head and not hasattr(getattr(forward, "module", forward), "_orig_mod")
+    fold = bn_eval and not hasattr(getattr(forward, "module", forward), "_orig_mod")
     steps = len(batches) if state.backbone_warmup else 0
     bar = _bar(batches, desc, quiet, initial=p["step"])
     t_prev = time.perf_counter()
